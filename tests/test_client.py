@@ -1,0 +1,437 @@
+"""The shared 1Password client against the dev vault over HTTP (real httpx, real SDK session)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from airflow_dts_provider._onepassword import (
+    AmbiguousFieldError,
+    AmbiguousItemError,
+    FieldNotFoundError,
+    InvalidReferenceError,
+    ItemNotFoundError,
+    OnePasswordClient,
+    OnePasswordConfigError,
+    OnePasswordError,
+    OnePasswordUnauthorizedError,
+    OnePasswordUnavailableError,
+    VaultNotFoundError,
+)
+from airflow_dts_provider._onepassword.models import totp_now
+from airflow_dts_provider.devvault import DevVaultServer, VaultData
+from tests.conftest import CANARY, item_ids, vault_id
+
+MakeClient = Callable[..., OnePasswordClient]
+
+
+# -- addressing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "value"),
+    [
+        ({"opitem": "Knack", "opfield": "prod.appId"}, "knack-prod-app"),
+        ({"opitem": "Knack", "opfield": "test.appId"}, "knack-test-app"),
+        ({"opitem": "Knack", "opfield": ".notes"}, "knack-notes-no-section"),
+        ({"opitem": "Knack", "opfield": "notes"}, "knack-notes-no-section"),
+        ({"opitem": "A+B & C #1", "opfield": "password"}, "plus-amp-hash-secret"),
+        ({"opitem": "A+B", "opfield": "password"}, "decoy-a-plus-b"),
+        ({"opitem": "Path/With/Slashes", "opfield": ".token"}, "slashes-secret"),
+        ({"opitem": "Title With  Spaces", "opfield": "token"}, "spaces-secret"),
+        ({"opitem": "abcdefghijklmnopqrstuvwxyz", "opfield": "value"}, "lowercase-26-title-secret"),
+        ({"opitem": "Dotted", "opfield": "prod.api.key"}, "dotted-label-secret"),
+        ({"opitem": "Knack", "opfield": "prod.appId", "opvault": "Other Vault"}, "other-vault-knack-prod-app"),
+        ("op://Team Vault/Knack/prod/apiKey", "knack-prod-key"),
+        ("op://team vault/KNACK/PROD/apikey", "knack-prod-key"),
+        ("op://Team Vault/Dotted/prod/api.key", "dotted-label-secret"),
+        ("op://Team Vault/Dotted/api.key", "dotted-label-secret"),
+        ("op://Team Vault/A+B & C #1/password", "plus-amp-hash-secret"),
+        ("op://Team Vault/Login Item/username", "login-user"),
+        ("op://Team Vault/Login Item/password", "login-password"),
+        ("op://Team Vault/Login Item/extra/Password", "other-section-password"),
+        ("op://abcdefghijklmnopqrstuvwxyz/In Lowercase Vault/value", "lowercase-vault-secret"),
+    ],
+)
+def test_resolves_by_name(make_client: MakeClient, spec: object, value: str) -> None:
+    assert make_client().resolve(spec) == value
+
+
+def test_ids_work_wherever_names_do(make_client: MakeClient, vault_data: VaultData) -> None:
+    vid = vault_id(vault_data, "Team Vault")
+    (knack,) = item_ids(vault_data, "Team Vault", "Knack")
+    item = vault_data.items[vid][0]
+    prod_section = next(s["id"] for s in item["sections"] if s["label"] == "prod")
+    api_key_field = next(f["id"] for f in item["fields"] if f["label"] == "apiKey" and f["section"]["id"] == prod_section)
+    client = make_client(vault=None)
+    assert client.resolve(f"op://{vid}/{knack}/{prod_section}/{api_key_field}") == "knack-prod-key"
+    assert client.resolve({"opitem": knack, "opfield": "prod.apiKey", "opvault": vid}) == "knack-prod-key"
+
+
+def test_sdk_title_bugs_do_not_apply(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    """Titles with + & # resolve to the exact item, never to the look-alike decoys."""
+    client = make_client()
+    values = client.resolve_many(
+        {
+            "REAL": {"opitem": "A+B & C #1", "opfield": "password"},
+            "DECOY": {"opitem": "A B & C #1", "opfield": "password"},
+        }
+    )
+    assert values == {"REAL": "plus-amp-hash-secret", "DECOY": "decoy-space-instead-of-plus"}
+
+
+def test_exact_title_wins_over_case_insensitive(make_client: MakeClient) -> None:
+    assert make_client().resolve({"opitem": "knack", "opfield": "prod.appId"}) == "knack-prod-app"
+
+
+def test_totp_attribute_gives_a_code(make_client: MakeClient) -> None:
+    code = make_client().resolve("op://Team Vault/OTP Item/one-time password?attribute=otp")
+    assert len(code) == 8 and code.isdigit()
+    # RFC 6238 test vector (SHA1, 8 digits, T=59s) for the same secret:
+    uri = "otpauth://totp/dts?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8"
+    assert totp_now(uri, at=59) == "94287082"
+    assert code == totp_now(uri)
+
+
+def test_other_attributes(make_client: MakeClient) -> None:
+    client = make_client()
+    assert client.resolve("op://Team Vault/Login Item/password?attribute=purpose") == "PASSWORD"
+    assert client.resolve("op://Team Vault/Login Item/password?attribute=type") == "CONCEALED"
+    with pytest.raises(OnePasswordError, match="not a one-time password field"):
+        client.resolve("op://Team Vault/Login Item/password?attribute=otp")
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_item_not_found_names_vault_and_suggests(make_client: MakeClient) -> None:
+    with pytest.raises(ItemNotFoundError) as err:
+        make_client().resolve({"opitem": "Knak", "opfield": "prod.appId"})
+    assert "'Knak' not found in vault 'Team Vault'" in str(err.value)
+    assert "Did you mean: 'Knack'" in str(err.value)
+
+
+def test_duplicate_titles_are_ambiguous(make_client: MakeClient, vault_data: VaultData) -> None:
+    with pytest.raises(AmbiguousItemError) as err:
+        make_client().resolve({"opitem": "Duplicate", "opfield": "value"})
+    ids = item_ids(vault_data, "Team Vault", "Duplicate")
+    assert len(ids) == 2
+    assert sorted(err.value.item_ids) == sorted(ids)
+    assert all(i in str(err.value) for i in ids)
+    # ...and each one is still reachable by id
+    assert make_client().resolve({"opitem": ids[1], "opfield": "value"}) == "duplicate-two"
+
+
+def test_field_not_found_lists_fields_by_section(make_client: MakeClient) -> None:
+    with pytest.raises(FieldNotFoundError) as err:
+        make_client().resolve({"opitem": "Knack", "opfield": "staging.appId"})
+    message = str(err.value)
+    assert "'staging.appId' not found in 1Password item 'Knack'" in message
+    assert "prod: appId, apiKey" in message and "(no section): notes" in message
+
+
+def test_same_label_in_two_sections_without_section_is_ambiguous(make_client: MakeClient) -> None:
+    with pytest.raises(AmbiguousFieldError, match=r"several sections \(prod, test\)"):
+        make_client().resolve({"opitem": "Knack", "opfield": "appId"})
+
+
+def test_no_section_means_no_section(make_client: MakeClient) -> None:
+    """Unlike the SDK's load_dict, '.appId' does not match a field that lives in a section."""
+    with pytest.raises(FieldNotFoundError):
+        make_client().resolve({"opitem": "Knack", "opfield": ".appId"})
+
+
+def test_section_must_match_exactly(make_client: MakeClient) -> None:
+    with pytest.raises(FieldNotFoundError):
+        make_client().resolve({"opitem": "Knack", "opfield": "test.notes"})
+
+
+def test_vault_not_found(make_client: MakeClient) -> None:
+    with pytest.raises(VaultNotFoundError, match="'Team Vualt' not found.*Did you mean: 'Team Vault'"):
+        make_client().resolve("op://Team Vualt/Knack/prod/appId")
+    with pytest.raises(VaultNotFoundError):
+        make_client().resolve("op://zzzzzzzzzzzzzzzzzzzzzzzzzz/Knack/prod/appId")
+
+
+def test_trashed_items_are_not_found(make_client: MakeClient) -> None:
+    with pytest.raises(ItemNotFoundError):
+        make_client().resolve({"opitem": "Trashed Item", "opfield": "value"})
+
+
+def test_no_vault_anywhere_is_a_clear_error(make_client: MakeClient) -> None:
+    with pytest.raises(InvalidReferenceError, match="names no vault"):
+        make_client(vault=None).resolve({"opitem": "Knack", "opfield": "prod.appId"})
+
+
+def test_bad_token_is_unauthorized_and_not_retried(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    client = make_client(token="wrong-token")  # noqa: S106
+    with pytest.raises(OnePasswordUnauthorizedError, match="HTTP 401: Invalid token signature") as err:
+        client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    assert "wrong-token" not in str(err.value)
+    assert devvault.request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"host": ""}, "host is not set"),
+        ({"host": "localhost:8089"}, "must be a URL with a scheme"),
+        ({"token": ""}, "token is not set"),
+        ({"max_retries": 99}, "max_retries must be"),
+        ({"timeout": 0}, "timeout must be > 0"),
+    ],
+)
+def test_bad_settings(make_client: MakeClient, settings: dict[str, object], message: str) -> None:
+    with pytest.raises(OnePasswordConfigError, match=message):
+        make_client(**settings)
+
+
+# -- request counts, caching, concurrency ---------------------------------------------------
+
+TEAM_SHAPE = {
+    "KNACK_PROD_APP": {"opitem": "Knack", "opfield": "prod.appId"},
+    "KNACK_PROD_KEY": {"opitem": "Knack", "opfield": "prod.apiKey"},
+    "KNACK_TEST_APP": {"opitem": "Knack", "opfield": "test.appId"},
+    "PLUS": {"opitem": "A+B & C #1", "opfield": "password"},
+    "SLASHES": {"opitem": "Path/With/Slashes", "opfield": ".token"},
+    "LOGIN_USER": {"opitem": "Login Item", "opfield": ".username"},
+    "LOGIN_PASS": "op://Team Vault/Login Item/password",
+    "OTHER": {"opitem": "Knack", "opfield": "prod.appId", "opvault": "Other Vault"},
+}
+
+
+def test_n_references_over_k_items_cost_k_fetches_plus_one_list_per_vault(
+    make_client: MakeClient, devvault: DevVaultServer
+) -> None:
+    client = make_client()
+    values = client.resolve_many(TEAM_SHAPE)
+    assert values["KNACK_PROD_KEY"] == "knack-prod-key" and values["OTHER"] == "other-vault-knack-prod-app"
+    stats = devvault.stats()["by_kind"]
+    # 5 distinct items in 2 vaults (named, so one vault list to map names to ids)
+    assert stats == {"vault list": 1, "item list": 2, "item": 5}
+    devvault.reset()
+    assert client.resolve_many(TEAM_SHAPE) == values
+    assert devvault.request_count == 0, "repeat lookups within the TTL must cost no request"
+
+
+def test_vault_by_id_costs_no_vault_list(make_client: MakeClient, devvault: DevVaultServer, vault_data: VaultData) -> None:
+    client = make_client(vault=vault_id(vault_data, "Team Vault"))
+    client.resolve_many({k: v for k, v in TEAM_SHAPE.items() if isinstance(v, dict) and "opvault" not in v})
+    assert devvault.stats()["by_kind"] == {"item list": 1, "item": 4}
+
+
+def test_fetches_are_overlapped(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    """With 0.2 s per request, 5 items fetched one after another would take >= 1 s more than this."""
+    devvault.faults.latency = 0.2
+    client = make_client()
+    started = time.monotonic()
+    client.resolve_many(TEAM_SHAPE)
+    elapsed = time.monotonic() - started
+    # vault list, then 2 index lists in parallel, then 5 items in parallel: 3 round trips
+    assert elapsed < 0.2 * 5, f"took {elapsed:.2f}s: fetches were not overlapped"
+
+
+def test_ttl_expiry_refetches(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    client = make_client(cache_ttl=0.3)
+    client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    first = devvault.request_count
+    time.sleep(0.35)
+    client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    assert devvault.request_count == 2 * first
+
+
+def test_cache_ttl_zero_disables_caching(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    client = make_client(cache_ttl=0)
+    client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    assert devvault.stats()["by_kind"]["item"] == 2
+
+
+def test_index_refresh_on_miss_is_rate_limited(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    client = make_client(index_refresh_interval=0.3)
+    client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    for _ in range(3):
+        with pytest.raises(ItemNotFoundError):
+            client.resolve({"opitem": "Not There Yet", "opfield": "x"})
+    assert devvault.stats()["by_kind"]["item list"] == 1, "a miss right after a list must not re-list"
+    time.sleep(0.35)
+    with pytest.raises(ItemNotFoundError):
+        client.resolve({"opitem": "Not There Yet", "opfield": "x"})
+    assert devvault.stats()["by_kind"]["item list"] == 2, "a miss after the interval re-lists once"
+
+
+def test_new_item_is_found_after_refresh(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    client = make_client(index_refresh_interval=0)
+    client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    team = next(v for v in devvault.data.vaults if v["name"] == "Team Vault")["id"]
+    added = {
+        "id": "zz" * 13, "title": "Added Later", "vault": {"id": team}, "category": "PASSWORD", "trashed": False,
+        "version": 1, "sections": [], "fields": [{"id": "f", "type": "STRING", "purpose": "", "label": "v", "value": "new"}],
+    }  # fmt: skip
+    devvault.data.items[team].append(added)
+    try:
+        assert client.resolve({"opitem": "Added Later", "opfield": "v"}) == "new"
+    finally:
+        devvault.data.items[team].remove(added)
+
+
+def test_sixteen_threads_share_one_request_per_item(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    devvault.faults.latency = 0.2
+    client = make_client()
+    barrier = threading.Barrier(16)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            results.append(client.resolve({"opitem": "Knack", "opfield": "prod.apiKey"}))
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not errors and results == ["knack-prod-key"] * 16
+    assert devvault.stats()["by_kind"] == {"vault list": 1, "item list": 1, "item": 1}
+
+
+def test_shared_client_is_one_per_settings(devvault: DevVaultServer) -> None:
+    from airflow_dts_provider._onepassword import ConnectSettings, shared_client
+    from tests.conftest import TOKEN
+
+    a = shared_client(ConnectSettings(host=devvault.url, token=TOKEN, vault="Team Vault"))
+    b = shared_client(ConnectSettings(host=devvault.url, token=TOKEN, vault="Team Vault"))
+    c = shared_client(ConnectSettings(host=devvault.url, token=TOKEN, vault="Other Vault"))
+    assert a is b and a is not c
+
+
+# -- faults: bounded retries, bounded time --------------------------------------------------
+
+SPEC = {"opitem": "Knack", "opfield": "prod.appId"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "attempts"),
+    [
+        ({"fail_status": 500, "fail_count": 1}, 2),
+        ({"fail_status": 503, "fail_count": 2, "fail_body": "text"}, 3),
+        ({"fail_status": 429, "fail_count": 1, "retry_after": 0}, 2),
+        ({"drop_count": 1}, 2),
+        ({"fail_status": 200, "fail_count": 1, "fail_body": "text"}, 2),
+    ],
+)
+def test_transient_faults_are_retried(
+    make_client: MakeClient, devvault: DevVaultServer, fault: dict[str, object], attempts: int
+) -> None:
+    devvault.faults.update({**fault, "path_contains": "/items/"})
+    client = make_client()
+    assert client.resolve(SPEC) == "knack-prod-app"
+    assert devvault.stats()["by_kind"]["item"] == attempts
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"fail_status": 500, "fail_count": 99}, "HTTP 500: injected fault"),
+        ({"fail_status": 502, "fail_count": 99, "fail_body": "text"}, "HTTP 502: non-JSON text/html"),
+        ({"fail_status": 429, "fail_count": 99, "retry_after": 0.1}, "HTTP 429"),
+        ({"drop_count": 99}, "RemoteProtocolError"),
+    ],
+)
+def test_persistent_faults_end_in_unavailable(
+    make_client: MakeClient, devvault: DevVaultServer, fault: dict[str, object], message: str
+) -> None:
+    devvault.faults.update({**fault, "path_contains": "/items/"})
+    client = make_client(max_retries=2)
+    started = time.monotonic()
+    with pytest.raises(OnePasswordUnavailableError, match=message) as err:
+        client.resolve(SPEC)
+    assert "after 3 attempt(s)" in str(err.value)
+    assert devvault.stats()["by_kind"]["item"] == 3
+    assert time.monotonic() - started < 5
+
+
+def test_retry_after_is_honoured(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    devvault.faults.update({"fail_status": 429, "fail_count": 1, "retry_after": 0.4, "path_contains": "/items/"})
+    started = time.monotonic()
+    make_client().resolve(SPEC)
+    assert time.monotonic() - started >= 0.4
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_client_errors_are_not_retried(make_client: MakeClient, devvault: DevVaultServer, status: int) -> None:
+    devvault.faults.update({"fail_status": status, "fail_count": 99, "path_contains": "/items/"})
+    expected = OnePasswordUnauthorizedError if status == 403 else ItemNotFoundError
+    with pytest.raises(expected):
+        make_client().resolve(SPEC)
+    assert devvault.stats()["by_kind"]["item"] == 1
+
+
+def test_slow_server_times_out_within_bound(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    devvault.faults.latency = 1.5
+    client = make_client(timeout=0.5, max_retries=1)
+    started = time.monotonic()
+    with pytest.raises(OnePasswordUnavailableError, match="timed out after 0.5s"):
+        client.resolve(SPEC)
+    # 2 attempts x 0.5 s + backoff; never the 1.5 s the server would take, let alone a hang
+    assert time.monotonic() - started < 2.0
+
+
+def test_latency_below_timeout_is_fine(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    devvault.faults.latency = 0.3
+    assert make_client(timeout=1.0).resolve(SPEC) == "knack-prod-app"
+
+
+def test_unreachable_server(make_client: MakeClient) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connection refused
+        client = make_client(host=f"http://127.0.0.1:{port}", max_retries=2)
+        started = time.monotonic()
+        with pytest.raises(OnePasswordUnavailableError, match="ConnectError"):
+            client.resolve(SPEC)
+    assert time.monotonic() - started < 3
+
+
+# -- secrets stay secret --------------------------------------------------------------------
+
+
+def test_canary_never_in_logs_errors_or_reprs(
+    make_client: MakeClient, devvault: DevVaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = make_client()
+    texts: list[str] = []
+    assert client.resolve({"opitem": "Canary", "opfield": "secret"}) == CANARY
+    item = client.get_item("Canary")
+    texts += [repr(item), str(item), repr(item.fields), repr(client), repr(client.settings)]
+    for bad in ({"opitem": "Canary", "opfield": "missing"}, {"opitem": "Canary", "opfield": "x.secret"}):
+        with pytest.raises(OnePasswordError) as err:
+            client.resolve(bad)
+        texts += [str(err.value), repr(err.value)]
+    devvault.faults.update({"fail_status": 500, "fail_count": 99})
+    with pytest.raises(OnePasswordUnavailableError) as err:
+        make_client().resolve({"opitem": "Canary", "opfield": "secret"})
+    texts += [str(err.value)]
+    assert "secret" in texts[0]  # the field's label is shown...
+    for text in [*texts, caplog.text]:
+        assert CANARY not in text  # ...its value never
+        assert "test-token" not in text
+
+
+def test_values_are_registered_with_the_masker(make_client: MakeClient) -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    make_client().resolve({"opitem": "Canary", "opfield": "secret"})
+    assert redact(f"value={CANARY}") == "value=***"
+    make_client().get_item("Login Item")
+    assert redact("pw login-password") == "pw ***"
