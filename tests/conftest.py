@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from airflow_dts_provider._onepassword import ConnectSettings, OnePasswordClient
@@ -18,7 +27,7 @@ from airflow_dts_provider.devvault import DevVaultServer, VaultData
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 VAULT_FILE = TESTS / "data" / "test_vault.yaml"
-TOKEN = "test-token-0d1b2c"  # noqa: S105 - the dev vault's token, not a real secret
+TOKEN = "test-token-0d1b2c"
 CANARY = "CANARY-7f3a9c1e-do-not-leak"
 #: CI sets this so that a test needing a missing tool fails instead of skipping.
 REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
@@ -40,9 +49,15 @@ def require_binary(name: str) -> str:
     return path
 
 
+SAMPLE_VAULT_FILE = REPO / "airflow_dts_provider" / "devvault" / "sample_vault.yaml"
+
+
 @pytest.fixture(scope="session")
 def vault_data() -> VaultData:
-    return VaultData.load(VAULT_FILE)
+    """The test vaults plus the bundled sample vault ('DTS Dev') the example DAGs use."""
+    data = VaultData.load(VAULT_FILE)
+    sample = VaultData.load(SAMPLE_VAULT_FILE)
+    return VaultData(data.vaults + sample.vaults, {**data.items, **sample.items})
 
 
 @pytest.fixture(scope="session")
@@ -93,25 +108,121 @@ def item_ids(data: VaultData, vault: str, title: str) -> list[str]:
     return [i["id"] for i in data.items[vault_id(data, vault)] if i["title"] == title]
 
 
-@pytest.fixture
-def airflow_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for an isolated ``airflow`` CLI subprocess (own AIRFLOW_HOME, SQLite)."""
-    home = tmp_path / "airflow_home"
-    home.mkdir()
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def airflow_base_env(home: Path, dags_folder: Path) -> dict[str, str]:
+    """Environment for isolated ``airflow`` subprocesses: own AIRFLOW_HOME, SQLite, no inherited config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "OP_"))}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "tests-only-jwt-secret-0123456789abcdef",
+            "AIRFLOW__CORE__FERNET_KEY": "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM=",
         }
     )
     return env
 
 
 def run_airflow(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the airflow CLI in its own process group, output to files, and reap the whole group after.
+
+    LocalExecutor can leave an idle worker behind after `dags test --use-executor` exits; with pipes that
+    worker would keep communicate() waiting, so we read files and kill the group instead.
+    """
     airflow = Path(sys.executable).with_name("airflow")
-    return subprocess.run(
-        [str(airflow), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([str(airflow), *args], env=env, stdout=out, stderr=err, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(proc.args, returncode, out.read(), err.read())
+
+
+@dataclass
+class AirflowStack:
+    """A migrated AIRFLOW_HOME with a running API server (tasks run through the real supervisor)."""
+
+    home: Path
+    env: dict[str, str]
+    api_url: str
+
+    def dags_test(
+        self, dag_id: str, conf: dict[str, Any] | None = None, **extra_env: str
+    ) -> subprocess.CompletedProcess[str]:
+        args = ["dags", "test", dag_id, "--use-executor"]
+        if conf is not None:
+            args += ["--conf", json.dumps(conf)]
+        return run_airflow(args, {**self.env, **extra_env})
+
+    def task_logs(self, dag_id: str) -> dict[str, str]:
+        """Task log files of the DAG, by task id (last run wins)."""
+        logs: dict[str, str] = {}
+        for path in sorted(
+            (self.home / "logs" / f"dag_id={dag_id}").glob("run_id=*/task_id=*/attempt=*.log"), key=os.path.getmtime
+        ):
+            logs[path.parent.name.removeprefix("task_id=")] = path.read_text()
+        return logs
+
+    def db_dump(self) -> str:
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            return "\n".join(db.iterdump())
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory, devvault_server: DevVaultServer) -> Iterator[AirflowStack]:
+    home = tmp_path_factory.mktemp("airflow_home")
+    port = free_port()
+    env = airflow_base_env(home, REPO / "example_dags")
+    env.update(
+        {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW_CONN_ONEPASSWORD_DEFAULT": json.dumps(
+                {
+                    "conn_type": "onepassword",
+                    "host": devvault_server.url,
+                    "password": TOKEN,
+                    "extra": {"vault": "DTS Dev"},
+                }
+            ),
+        }
     )
+    migrated = run_airflow(["db", "migrate"], env)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    log = (home / "api-server.log").open("w")
+    airflow = Path(sys.executable).with_name("airflow")
+    server = subprocess.Popen(
+        [str(airflow), "api-server", "--port", str(port)], env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v2/version", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert server.poll() is None, (home / "api-server.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "API server did not start in 120 s"
+        time.sleep(0.5)
+    yield AirflowStack(home, env, url)
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    log.close()

@@ -66,7 +66,9 @@ def test_ids_work_wherever_names_do(make_client: MakeClient, vault_data: VaultDa
     (knack,) = item_ids(vault_data, "Team Vault", "Knack")
     item = vault_data.items[vid][0]
     prod_section = next(s["id"] for s in item["sections"] if s["label"] == "prod")
-    api_key_field = next(f["id"] for f in item["fields"] if f["label"] == "apiKey" and f["section"]["id"] == prod_section)
+    api_key_field = next(
+        f["id"] for f in item["fields"] if f["label"] == "apiKey" and f["section"]["id"] == prod_section
+    )
     client = make_client(vault=None)
     assert client.resolve(f"op://{vid}/{knack}/{prod_section}/{api_key_field}") == "knack-prod-key"
     assert client.resolve({"opitem": knack, "opfield": "prod.apiKey", "opvault": vid}) == "knack-prod-key"
@@ -151,7 +153,7 @@ def test_section_must_match_exactly(make_client: MakeClient) -> None:
 
 
 def test_vault_not_found(make_client: MakeClient) -> None:
-    with pytest.raises(VaultNotFoundError, match="'Team Vualt' not found.*Did you mean: 'Team Vault'"):
+    with pytest.raises(VaultNotFoundError, match=r"'Team Vualt' not found.*Did you mean: 'Team Vault'"):
         make_client().resolve("op://Team Vualt/Knack/prod/appId")
     with pytest.raises(VaultNotFoundError):
         make_client().resolve("op://zzzzzzzzzzzzzzzzzzzzzzzzzz/Knack/prod/appId")
@@ -168,7 +170,7 @@ def test_no_vault_anywhere_is_a_clear_error(make_client: MakeClient) -> None:
 
 
 def test_bad_token_is_unauthorized_and_not_retried(make_client: MakeClient, devvault: DevVaultServer) -> None:
-    client = make_client(token="wrong-token")  # noqa: S106
+    client = make_client(token="wrong-token")
     with pytest.raises(OnePasswordUnauthorizedError, match="HTTP 401: Invalid token signature") as err:
         client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
     assert "wrong-token" not in str(err.value)
@@ -218,7 +220,9 @@ def test_n_references_over_k_items_cost_k_fetches_plus_one_list_per_vault(
     assert devvault.request_count == 0, "repeat lookups within the TTL must cost no request"
 
 
-def test_vault_by_id_costs_no_vault_list(make_client: MakeClient, devvault: DevVaultServer, vault_data: VaultData) -> None:
+def test_vault_by_id_costs_no_vault_list(
+    make_client: MakeClient, devvault: DevVaultServer, vault_data: VaultData
+) -> None:
     client = make_client(vault=vault_id(vault_data, "Team Vault"))
     client.resolve_many({k: v for k, v in TEAM_SHAPE.items() if isinstance(v, dict) and "opvault" not in v})
     assert devvault.stats()["by_kind"] == {"item list": 1, "item": 4}
@@ -268,9 +272,10 @@ def test_new_item_is_found_after_refresh(make_client: MakeClient, devvault: DevV
     client = make_client(index_refresh_interval=0)
     client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
     team = next(v for v in devvault.data.vaults if v["name"] == "Team Vault")["id"]
+    field = {"id": "f", "type": "STRING", "purpose": "", "label": "v", "value": "new"}
     added = {
         "id": "zz" * 13, "title": "Added Later", "vault": {"id": team}, "category": "PASSWORD", "trashed": False,
-        "version": 1, "sections": [], "fields": [{"id": "f", "type": "STRING", "purpose": "", "label": "v", "value": "new"}],
+        "version": 1, "sections": [], "fields": [field],
     }  # fmt: skip
     devvault.data.items[team].append(added)
     try:
@@ -378,7 +383,7 @@ def test_slow_server_times_out_within_bound(make_client: MakeClient, devvault: D
     devvault.faults.latency = 1.5
     client = make_client(timeout=0.5, max_retries=1)
     started = time.monotonic()
-    with pytest.raises(OnePasswordUnavailableError, match="timed out after 0.5s"):
+    with pytest.raises(OnePasswordUnavailableError, match=r"timed out after 0\.5s"):
         client.resolve(SPEC)
     # 2 attempts x 0.5 s + backoff; never the 1.5 s the server would take, let alone a hang
     assert time.monotonic() - started < 2.0
