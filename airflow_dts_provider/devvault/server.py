@@ -112,9 +112,13 @@ class DevVaultServer(ThreadingHTTPServer):
             kinds = Counter(_route_kind(p) for _, p in self.request_log)
             return {"requests": len(self.request_log), "by_kind": dict(kinds)}
 
-    def reset(self) -> None:
+    def reset_counts(self) -> None:
         with self._log_lock:
             self.request_log.clear()
+
+    def reset(self) -> None:
+        """Forget counted requests and clear all faults."""
+        self.reset_counts()
         self.faults.clear()
 
     # -- running in a background thread (tests, the README's dev command)
