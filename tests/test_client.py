@@ -440,3 +440,34 @@ def test_values_are_registered_with_the_masker(make_client: MakeClient) -> None:
     assert redact(f"value={CANARY}") == "value=***"
     make_client().get_item("Login Item")
     assert redact("pw login-password") == "pw ***"
+
+
+def test_forked_child_keeps_the_cache_but_not_the_threads(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    """Airflow forks (DAG parsing, LocalExecutor, task supervisor): a child must work and not hang."""
+    import os
+
+    client = make_client()
+    client.resolve_many(TEAM_SHAPE)  # starts the pool threads and warms the cache in the parent
+    devvault.reset()
+    pid = os.fork()
+    if pid == 0:  # child: cached items cost nothing, new ones are fetched on fresh threads and sockets
+        code = 1
+        try:
+            cached = client.resolve({"opitem": "Knack", "opfield": "prod.appId"}) == "knack-prod-app"
+            fresh = client.resolve_many(
+                {"A": {"opitem": "Dotted", "opfield": "plain"}, "B": {"opitem": "Canary", "opfield": "other"}}
+            ) == {"A": "dotted-item-plain", "B": "canary-other-field"}
+            code = 0 if cached and fresh else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            pytest.fail("the forked child hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert devvault.stats()["by_kind"] == {"item": 2}, "the child reused the cached index and Knack"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow_dts_provider._onepassword.client import (
     ConnectSettings,
     OnePasswordClient,
+    mask,
     shared_client,
 )
 from airflow_dts_provider._onepassword.errors import (
@@ -44,6 +45,7 @@ __all__ = [
     "OnePasswordUnavailableError",
     "SecretReference",
     "VaultNotFoundError",
+    "mask",
     "parse_reference",
     "parse_secret_mapping",
     "parse_secret_spec",

@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -168,18 +169,28 @@ class OnePasswordClient:
     def __init__(self, settings: ConnectSettings):
         self.settings = settings
         self.stats = ClientStats()
+        self._cache: dict[tuple[str, ...], _Entry] = {}
+        self._start_process_state()
+        _live_clients.add(self)
+
+    def _start_process_state(self) -> None:
+        """Locks, threads and sockets are per process: (re)made at start and in a forked child.
+
+        Airflow forks a lot (DAG parsing, LocalExecutor workers, task supervisors). A child keeps the
+        parent's cached items but must not reuse its lock state, its pool threads or its connections.
+        """
+        s = self.settings
         self._sdk = SdkClient(
-            settings.host.rstrip("/"),
-            settings.token,
+            s.host.rstrip("/"),
+            s.token,
             config=ClientConfig(
-                timeout=httpx.Timeout(settings.timeout),
-                verify=settings.verify,
-                transport=httpx.HTTPTransport(retries=0, verify=settings.verify),
-                limits=httpx.Limits(max_connections=max(16, settings.max_workers * 2)),
+                timeout=httpx.Timeout(s.timeout),
+                verify=s.verify,
+                transport=httpx.HTTPTransport(retries=0, verify=s.verify),
+                limits=httpx.Limits(max_connections=max(16, s.max_workers * 2)),
             ),
         )
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, ...], _Entry] = {}
         self._inflight: dict[tuple[str, ...], Future[Any]] = {}
         self._pool: ThreadPoolExecutor | None = None
 
@@ -205,7 +216,7 @@ class OnePasswordClient:
                 raise OnePasswordError(f"{name}: field {ref.field!r} of item {ref.item!r} has no value")
             values[name] = value
         for value in values.values():
-            _mask(value)
+            mask(value)
         return values
 
     def get_item(self, item: str, vault: str | None = None) -> Item:
@@ -214,7 +225,7 @@ class OnePasswordClient:
         key = self._locate_all([ref])[ref]
         found = self._fetch_all({key})[key]
         for value in found.secret_values():
-            _mask(value)
+            mask(value)
         return found
 
     def get_field(self, item: str, field_path: str, vault: str | None = None) -> str:
@@ -454,18 +465,41 @@ def _describe_transport_error(err: httpx.TransportError) -> str:
     return text[:160]
 
 
-def _mask(value: str) -> None:
-    """Register a value with Airflow's secret masker (task process and its supervisor)."""
+def mask(value: str) -> None:
+    """Register a value with Airflow's secret maskers.
+
+    The task SDK's masker covers task logs (and tells the supervisor); server processes (scheduler,
+    API server, DAG processor) filter their own logs through the core masker, so register there too.
+    """
     try:
         from airflow.sdk.log import mask_secret
 
         mask_secret(value)
-    except Exception:  # never let masking failures hide the value's arrival... but log the fact
-        log.warning("Could not register a 1Password value with the secret masker", exc_info=False)
+    except Exception:
+        log.warning("Could not register a 1Password value with the task SDK secret masker")
+    try:
+        from airflow._shared.secrets_masker import mask_secret as core_mask_secret
+    except ImportError:  # a worker with only the task SDK installed
+        return
+    try:
+        core_mask_secret(value)
+    except Exception:
+        log.warning("Could not register a 1Password value with the core secret masker")
 
 
 _shared: dict[ConnectSettings, OnePasswordClient] = {}
 _shared_lock = threading.Lock()
+_live_clients: weakref.WeakSet[OnePasswordClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    for client in list(_live_clients):
+        client._start_process_state()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shared_client(settings: ConnectSettings) -> OnePasswordClient:

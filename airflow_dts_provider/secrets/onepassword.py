@@ -1,0 +1,315 @@
+"""OnePasswordBackend: Airflow Connections, Variables and config values read from 1Password items.
+
+A DAG author writes ``{{ conn.my_db.password }}`` or ``Variable.get("api_key")`` and the value comes
+from the 1Password item titled ``airflow/connections/my_db`` or ``airflow/variables/api_key``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+from airflow.secrets import BaseSecretsBackend
+
+from airflow_dts_provider._onepassword import (
+    AmbiguousItemError,
+    ConnectSettings,
+    Item,
+    ItemField,
+    ItemNotFoundError,
+    OnePasswordClient,
+    OnePasswordConfigError,
+    OnePasswordError,
+    OnePasswordUnauthorizedError,
+    OnePasswordUnavailableError,
+    VaultNotFoundError,
+    mask,
+    shared_client,
+)
+
+log = logging.getLogger(__name__)
+
+#: Field labels (or ids) that fill each Connection attribute, first match wins. Case-insensitive.
+CONNECTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "conn_type": ("conn_type", "connection type"),
+    "host": ("host", "hostname", "server", "url", "website"),
+    "login": ("login", "username", "user"),
+    "password": ("password", "credential", "token", "api key"),
+    "schema": ("schema", "database"),
+    "port": ("port",),
+    "description": ("description",),
+}
+#: A field holding a whole connection as an Airflow URI or Airflow's JSON form.
+WHOLE_CONNECTION_FIELDS = ("uri", "conn_uri", "json")
+#: Fields holding Variable / config values.
+VALUE_FIELDS = ("value",)
+#: 1Password's DATABASE item "type" menu -> Airflow connection type.
+DATABASE_TYPES = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "sqlserver": "mssql",
+    "mssql": "mssql",
+    "oracle": "oracle",
+    "sqlite": "sqlite",
+    "db2": "db2",
+    "redshift": "redshift",
+}
+_KWARGS = (
+    "connect_host",
+    "connect_token",
+    "vault",
+    "connections_prefix",
+    "variables_prefix",
+    "config_prefix",
+    "connections_lookup_pattern",
+    "variables_lookup_pattern",
+    "config_lookup_pattern",
+    "sep",
+    "cache_ttl",
+    "miss_ttl",
+    "outage_backoff",
+    "timeout",
+    "max_retries",
+)
+
+
+class OnePasswordBackend(BaseSecretsBackend):
+    """
+    Read Airflow Connections, Variables and config values from 1Password through 1Password Connect.
+
+    .. code-block:: ini
+
+        [secrets]
+        backend = airflow_dts_provider.secrets.onepassword.OnePasswordBackend
+        backend_kwargs = {"vault": "DTS Airflow"}
+
+    :param connect_host: Connect URL. Default: ``OP_CONNECT_HOST``, then ``OP_CONNECT``.
+    :param connect_token: Connect token. Default: ``OP_CONNECT_TOKEN``, then ``OP_API_TOKEN``.
+    :param vault: vault name or id holding the items. Default: ``OP_VAULT``, then ``OP_VAULT_ID``.
+    :param connections_prefix: item title prefix for Connections (``None`` disables, ``""`` = no prefix).
+    :param variables_prefix: item title prefix for Variables (``None`` disables, ``""`` = no prefix).
+    :param config_prefix: item title prefix for ``*_secret`` config options (``None`` disables).
+    :param connections_lookup_pattern: regex a conn_id must match (``re.match``, case-insensitive) to be
+        looked up; others return None without a request. Likewise the two below.
+    :param variables_lookup_pattern: regex for Variable keys.
+    :param config_lookup_pattern: regex for config keys.
+    :param sep: separator between prefix and key (default ``/``: ``airflow/connections/my_db``).
+    :param cache_ttl: seconds items are reused in this process (shared client cache).
+    :param miss_ttl: seconds a missing item is remembered, so repeated lookups of keys that live
+        elsewhere (environment, metastore) cost nothing.
+    :param outage_backoff: after Connect was unreachable or refused the token, seconds during which
+        lookups return None at once instead of waiting on Connect again (one warning per outage).
+    :param timeout: per-request timeout in seconds.
+    :param max_retries: retries for transient errors.
+    """
+
+    def __init__(
+        self,
+        connect_host: str | None = None,
+        connect_token: str | None = None,
+        vault: str | None = None,
+        connections_prefix: str | None = "airflow/connections",
+        variables_prefix: str | None = "airflow/variables",
+        config_prefix: str | None = "airflow/config",
+        connections_lookup_pattern: str | None = None,
+        variables_lookup_pattern: str | None = None,
+        config_lookup_pattern: str | None = None,
+        sep: str = "/",
+        cache_ttl: float = 300.0,
+        miss_ttl: float = 60.0,
+        outage_backoff: float = 30.0,
+        timeout: float = 5.0,
+        max_retries: int = 1,
+        **unknown: Any,
+    ):
+        super().__init__()
+        if unknown:
+            raise OnePasswordConfigError(
+                f"OnePasswordBackend got unknown backend_kwargs {sorted(unknown)}; accepted: {', '.join(_KWARGS)}"
+            )
+        self.settings = ConnectSettings.from_env(
+            host=connect_host, token=connect_token, vault=vault, cache_ttl=cache_ttl, timeout=timeout,
+            max_retries=max_retries,
+        )  # fmt: skip
+        if not self.settings.vault:
+            raise OnePasswordConfigError(
+                "OnePasswordBackend needs a vault: set backend_kwargs 'vault' or OP_VAULT / OP_VAULT_ID"
+            )
+        for name, value in (("sep", sep), ("connections_prefix", connections_prefix),
+                            ("variables_prefix", variables_prefix), ("config_prefix", config_prefix)):  # fmt: skip
+            if value is not None and not isinstance(value, str):
+                raise OnePasswordConfigError(f"OnePasswordBackend: {name} must be a string or null, got {value!r}")
+        self.prefixes = {"connection": connections_prefix, "variable": variables_prefix, "config": config_prefix}
+        self.patterns = {
+            "connection": _compile("connections_lookup_pattern", connections_lookup_pattern),
+            "variable": _compile("variables_lookup_pattern", variables_lookup_pattern),
+            "config": _compile("config_lookup_pattern", config_lookup_pattern),
+        }
+        self.sep = sep
+        self.miss_ttl = float(miss_ttl)
+        self.outage_backoff = float(outage_backoff)
+        self._misses: dict[str, float] = {}
+        self._outage_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> OnePasswordClient:
+        return shared_client(self.settings)
+
+    # ------------------------------------------------------------------ Airflow's interface
+    def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
+        """The connection as Airflow's JSON form (or the item's ``uri``/``json`` field verbatim)."""
+        item = self._lookup("connection", conn_id)
+        if item is None:
+            return None
+        password = _field(item, CONNECTION_FIELDS["password"], purpose="PASSWORD")
+        if password is not None and password.value:
+            mask(password.value)
+        try:
+            return connection_value(item)
+        except OnePasswordError as err:  # a malformed item: say which, then let Airflow go on
+            log.warning("1Password connection %r not used: %s", conn_id, err)
+            return None
+
+    def get_variable(self, key: str, team_name: str | None = None) -> str | None:
+        item = self._lookup("variable", key)
+        return None if item is None else self._single_value(item, "variable", key)
+
+    def get_config(self, key: str) -> str | None:
+        item = self._lookup("config", key)
+        return None if item is None else self._single_value(item, "config", key)
+
+    # ------------------------------------------------------------------ lookups
+    def title_for(self, kind: str, key: str) -> str | None:
+        """The item title for a key, or None when this kind is disabled or the key is filtered out."""
+        prefix = self.prefixes[kind]
+        pattern = self.patterns[kind]
+        if prefix is None or (pattern is not None and not pattern.match(key)):
+            return None
+        return f"{prefix}{self.sep}{key}" if prefix else key
+
+    def _lookup(self, kind: str, key: str) -> Item | None:
+        title = self.title_for(kind, key)
+        if title is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            if now < self._outage_until:
+                log.debug("1Password lookup of %s %r skipped: Connect failed recently", kind, key)
+                return None
+            if self._misses.get(title, 0.0) > now:
+                return None
+        try:
+            return self.client.get_item(title)
+        except (ItemNotFoundError, VaultNotFoundError) as err:
+            log.debug("No 1Password item for %s %r: %s", kind, key, err)
+            self._remember_miss(title)
+        except AmbiguousItemError as err:
+            log.warning("1Password %s %r not used: %s", kind, key, err)
+            self._remember_miss(title)
+        except (OnePasswordUnavailableError, OnePasswordUnauthorizedError) as err:
+            with self._lock:
+                first = now >= self._outage_until
+                self._outage_until = time.monotonic() + self.outage_backoff
+            if first:
+                log.warning(
+                    "1Password secrets backend cannot read %s %r (%s); lookups skip 1Password for %gs",
+                    kind, key, err, self.outage_backoff,
+                )  # fmt: skip
+        except OnePasswordError as err:
+            log.warning("1Password %s %r not used: %s", kind, key, err)
+        return None
+
+    def _remember_miss(self, title: str) -> None:
+        if self.miss_ttl <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if len(self._misses) > 10_000:  # keys come from DAG code; keep the map bounded anyway
+                self._misses = {t: until for t, until in self._misses.items() if until > now}
+            self._misses[title] = now + self.miss_ttl
+
+    def _single_value(self, item: Item, kind: str, key: str) -> str | None:
+        field = variable_field(item)
+        if field is None:
+            labels = ", ".join(f.label for f in item.fields) or "none"
+            log.warning(
+                "1Password item %r for %s %r has no 'value' field and no single obvious one (fields: %s)",
+                item.title, kind, key, labels,
+            )  # fmt: skip
+            return None
+        if field.value:
+            mask(field.value)  # a value kept in 1Password is a secret, whatever its key is called
+        return field.value
+
+
+def variable_field(item: Item) -> ItemField | None:
+    """The field holding a Variable/config value: ``value``; else a password; else the only field."""
+    return (
+        _field(item, VALUE_FIELDS)
+        or next((f for f in item.fields if f.purpose == "PASSWORD" and f.value), None)
+        or (item.fields[0] if len(item.fields) == 1 else None)
+    )
+
+
+def connection_value(item: Item) -> str:
+    """Serialize an item as the string Airflow deserializes into a Connection (URI or JSON)."""
+    whole = _field(item, WHOLE_CONNECTION_FIELDS)
+    if whole is not None and whole.value:
+        return whole.value
+    conn: dict[str, Any] = {}
+    for attribute, labels in CONNECTION_FIELDS.items():
+        found = _field(item, labels, purpose={"login": "USERNAME", "password": "PASSWORD"}.get(attribute))
+        if found is not None and found.value:
+            conn[attribute] = found.value
+    if "conn_type" not in conn:
+        db_type = _field(item, ("type", "database_type"))
+        if item.category == "DATABASE" and db_type is not None and db_type.value:
+            conn["conn_type"] = DATABASE_TYPES.get(db_type.value.lower(), db_type.value.lower())
+        else:
+            conn["conn_type"] = "generic"
+    if "port" in conn:
+        try:
+            conn["port"] = int(conn["port"])
+        except ValueError:
+            raise OnePasswordError(f"1Password item {item.title!r}: field 'port' is not a number") from None
+    extra: dict[str, Any] = {}
+    extra_field = _field(item, ("extra",))
+    if extra_field is not None and extra_field.value:
+        try:
+            extra.update(json.loads(extra_field.value))
+        except ValueError:
+            raise OnePasswordError(f"1Password item {item.title!r}: field 'extra' is not valid JSON") from None
+    extra.update({f.label: f.value for f in item.fields if (f.section_label or "").casefold() == "extra" and f.label})
+    if extra:
+        conn["extra"] = json.dumps(extra)
+    return json.dumps(conn)
+
+
+def _field(item: Item, names: tuple[str, ...], purpose: str | None = None) -> ItemField | None:
+    """First field (outside the 'extra' section) whose label or id matches a name, or with the purpose."""
+    candidates = [f for f in item.fields if (f.section_label or "").casefold() != "extra"]
+    if purpose:
+        by_purpose = next((f for f in candidates if f.purpose == purpose), None)
+        if by_purpose is not None:
+            return by_purpose
+    for name in names:
+        for f in candidates:
+            if f.label.casefold() == name or f.id.casefold() == name:
+                return f
+    return None
+
+
+def _compile(name: str, pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as err:
+        raise OnePasswordConfigError(f"OnePasswordBackend: {name} {pattern!r} is not a valid regex: {err}") from None

@@ -1,0 +1,261 @@
+"""OnePasswordBackend against the dev vault over HTTP: mappings, prefixes, patterns, misses, outages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from airflow_dts_provider._onepassword import OnePasswordConfigError
+from airflow_dts_provider.devvault import DevVaultServer
+from airflow_dts_provider.secrets.onepassword import OnePasswordBackend
+from tests.conftest import CANARY, TOKEN
+
+MakeBackend = Callable[..., OnePasswordBackend]
+
+
+@pytest.fixture
+def make_backend(devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeBackend]:
+    for name in ("OP_CONNECT_HOST", "OP_CONNECT", "OP_CONNECT_TOKEN", "OP_API_TOKEN", "OP_VAULT", "OP_VAULT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    made: list[OnePasswordBackend] = []
+
+    def factory(**kwargs: object) -> OnePasswordBackend:
+        values: dict[str, object] = {"connect_host": devvault.url, "connect_token": TOKEN, "vault": "Airflow Vault"}
+        values.update(kwargs)
+        backend = OnePasswordBackend(**values)
+        backend.client.clear_cache()  # each test starts cold, even though clients are shared per settings
+        made.append(backend)
+        return backend
+
+    yield factory
+    for backend in made:
+        backend.client.clear_cache()
+
+
+# -- connections ----------------------------------------------------------------------------
+
+
+def test_connection_from_fields(make_backend: MakeBackend) -> None:
+    conn = make_backend().get_connection("pg_fields")
+    assert conn is not None
+    assert (conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema) == (
+        "postgres", "db.example.internal", 5433, "reporter", "pg-fields-password", "reporting",
+    )  # fmt: skip
+    assert conn.extra_dejson == {"sslmode": "require", "connect_timeout": "10"}
+
+
+def test_connection_from_a_1password_database_item(make_backend: MakeBackend) -> None:
+    conn = make_backend().get_connection("warehouse")
+    assert conn is not None
+    assert (conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema) == (
+        "postgres", "warehouse.example.internal", 5432, "dts_reader", "warehouse-password", "dts",
+    )  # fmt: skip
+
+
+def test_connection_from_a_login_item(make_backend: MakeBackend) -> None:
+    conn = make_backend().get_connection("socrata")
+    assert conn is not None
+    assert (conn.conn_type, conn.host, conn.login, conn.password) == (
+        "generic", "https://data.example.internal", "socrata-user", "socrata-login-password",
+    )  # fmt: skip
+
+
+def test_connection_from_uri_field(make_backend: MakeBackend) -> None:
+    conn = make_backend().get_connection("uri_conn")
+    assert conn is not None
+    assert (conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema) == (
+        "mysql", "mysql.example.internal", 3306, "uri-user", "uri-pass", "shop",
+    )  # fmt: skip
+
+
+def test_connection_from_json_field(make_backend: MakeBackend) -> None:
+    conn = make_backend().get_connection("json_conn")
+    assert conn is not None
+    assert (conn.conn_type, conn.host, conn.password, conn.extra_dejson) == (
+        "http", "api.example.internal", "json-pass", {"timeout": 3},
+    )  # fmt: skip
+
+
+def test_connection_extra_section(make_backend: MakeBackend) -> None:
+    conn = make_backend().get_connection("data_dir")
+    assert conn is not None
+    assert conn.conn_type == "fs" and conn.extra_dejson == {"path": "/srv/dts-data"}
+
+
+def test_bad_port_is_a_warning_not_a_crash(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert make_backend().get_conn_value("bad_port") is None
+    assert "field 'port' is not a number" in caplog.text
+
+
+# -- variables and config -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("api_key", "variable-api-key"),
+        ("password_only", "only-a-password"),
+        ("single_field", "single-field-value"),
+        ("json_settings", '{"batch": 500, "mode": "incremental"}'),
+    ],
+)
+def test_variable_shapes(make_backend: MakeBackend, key: str, value: str) -> None:
+    assert make_backend().get_variable(key) == value
+
+
+def test_variable_without_an_obvious_field_warns(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert make_backend().get_variable("two_fields") is None
+    assert "has no 'value' field" in caplog.text and "first, second" in caplog.text
+
+
+def test_duplicate_titles_warn_and_return_none(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert make_backend().get_variable("twice") is None
+    assert "2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice'" in caplog.text
+
+
+def test_config(make_backend: MakeBackend) -> None:
+    assert make_backend().get_config("smtp_password") == "smtp-config-secret"
+    assert make_backend(config_prefix=None).get_config("smtp_password") is None
+
+
+# -- prefixes, patterns, misses -------------------------------------------------------------
+
+
+def test_custom_prefix_and_separator(make_backend: MakeBackend) -> None:
+    backend = make_backend(connections_prefix="custom-conns", sep="--")
+    conn = backend.get_connection("pg_fields")
+    assert conn is not None and conn.host == "custom-prefix-host"
+
+
+def test_empty_prefix_means_the_key_is_the_title(make_backend: MakeBackend) -> None:
+    assert make_backend(variables_prefix="").get_variable("plain_variable") == "no-prefix-value"
+
+
+def test_none_prefix_disables_the_kind_without_requests(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
+    backend = make_backend(variables_prefix=None, connections_prefix=None)
+    assert backend.get_variable("api_key") is None
+    assert backend.get_conn_value("pg_fields") is None
+    assert devvault.request_count == 0
+
+
+def test_lookup_pattern_filters_without_requests(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
+    backend = make_backend(variables_lookup_pattern=r"^api_", connections_lookup_pattern="^pg_")
+    assert backend.get_variable("single_field") is None
+    assert backend.get_conn_value("warehouse") is None
+    assert devvault.request_count == 0
+    assert backend.get_variable("API_KEY".lower()) == "variable-api-key"
+    assert backend.get_conn_value("pg_fields") is not None
+
+
+def test_missing_item_is_none_quietly(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert make_backend().get_variable("not_in_1password") is None
+    assert "No 1Password item for variable 'not_in_1password'" in caplog.text
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_misses_are_cached(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
+    backend = make_backend(miss_ttl=0.4)
+    backend.client.settings  # noqa: B018 - the shared client's index refresh is rate-limited separately
+    for _ in range(50):
+        assert backend.get_variable("not_in_1password") is None
+    assert devvault.stats()["by_kind"] == {"vault list": 1, "item list": 1}
+    time.sleep(0.45)
+    assert backend.get_variable("not_in_1password") is None
+    assert devvault.stats()["by_kind"]["item list"] <= 2
+
+
+def test_hits_are_cached(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
+    backend = make_backend()
+    for _ in range(20):
+        assert backend.get_variable("api_key") == "variable-api-key"
+    assert devvault.stats()["by_kind"] == {"vault list": 1, "item list": 1, "item": 1}
+
+
+# -- outages and bad configuration ----------------------------------------------------------
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_connect_warns_once_and_returns_none(
+    make_backend: MakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    backend = make_backend(connect_host=f"http://127.0.0.1:{unused_port()}", max_retries=1, outage_backoff=30)
+    started = time.monotonic()
+    for key in ("a", "b", "c"):
+        assert backend.get_variable(key) is None
+    assert backend.get_conn_value("pg_fields") is None
+    assert time.monotonic() - started < 3, "later lookups in the outage window must not wait on Connect"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "ConnectError" in warnings[0] and TOKEN not in warnings[0]
+
+
+def test_outage_window_ends(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
+    backend = make_backend(outage_backoff=0.3, max_retries=0)
+    devvault.faults.update({"fail_status": 503, "fail_count": 1})
+    assert backend.get_variable("api_key") is None
+    time.sleep(0.35)
+    assert backend.get_variable("api_key") == "variable-api-key"
+
+
+def test_bad_token_warns_without_the_token(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    backend = make_backend(connect_token="not-the-token")
+    assert backend.get_variable("api_key") is None
+    assert "HTTP 401" in caplog.text and "not-the-token" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"conections_prefix": "x"}, r"unknown backend_kwargs \['conections_prefix'\]"),
+        ({"variables_lookup_pattern": "("}, "variables_lookup_pattern '\\(' is not a valid regex"),
+        ({"vault": None}, "needs a vault"),
+        ({"connect_host": None}, "host is not set"),
+        ({"max_retries": 50}, "max_retries must be"),
+    ],
+)
+def test_bad_configuration_fails_at_start(make_backend: MakeBackend, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(OnePasswordConfigError, match=message):
+        make_backend(**kwargs)
+
+
+def test_environment_defaults(devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OP_CONNECT", devvault.url)
+    monkeypatch.setenv("OP_API_TOKEN", TOKEN)
+    monkeypatch.setenv("OP_VAULT_ID", "Airflow Vault")
+    for name in ("OP_CONNECT_HOST", "OP_CONNECT_TOKEN", "OP_VAULT"):
+        monkeypatch.delenv(name, raising=False)
+    assert OnePasswordBackend().get_variable("api_key") == "variable-api-key"
+
+
+# -- secrets stay secret --------------------------------------------------------------------
+
+
+def test_values_are_masked_and_never_logged(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+    from airflow._shared.secrets_masker import redact as core_redact
+    from airflow.sdk._shared.secrets_masker import redact as sdk_redact
+
+    caplog.set_level(logging.DEBUG)
+    backend = make_backend()
+    assert backend.get_variable("canary_var") == CANARY
+    conn_value = backend.get_conn_value("canary_conn")
+    assert conn_value is not None and json.loads(conn_value)["password"] == CANARY
+    assert core_redact(f"v={CANARY}") == "v=***" and sdk_redact(f"v={CANARY}") == "v=***"
+    assert CANARY not in caplog.text
+    assert CANARY not in repr(backend) and TOKEN not in repr(backend.settings)
