@@ -158,6 +158,10 @@ class AirflowStack:
     env: dict[str, str]
     api_url: str
 
+    @property
+    def digests(self) -> Path:
+        return self.home / "digests"
+
     def dags_test(
         self, dag_id: str, conf: dict[str, Any] | None = None, **extra_env: str
     ) -> subprocess.CompletedProcess[str]:
@@ -180,16 +184,49 @@ class AirflowStack:
             return "\n".join(db.iterdump())
 
 
+def _start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    airflow = Path(sys.executable).with_name("airflow")
+    with log_path.open("w") as log:
+        return subprocess.Popen([str(airflow), *args], env=env, stdout=log, stderr=log, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def airflow_stack(tmp_path_factory: pytest.TempPathFactory, devvault_server: DevVaultServer) -> Iterator[AirflowStack]:
+    """AIRFLOW_HOME + API server; DAGs: example_dags/ and tests/dags/; secrets backend = the dev vault.
+
+    Server processes read `[secrets] backend`; task processes fall back to it for `[workers]`.
+    """
     home = tmp_path_factory.mktemp("airflow_home")
+    dags = home / "dags"
+    dags.mkdir()
+    for dag_file in [*(REPO / "example_dags").glob("*.py"), *(TESTS / "dags").glob("*.py")]:
+        (dags / dag_file.name).symlink_to(dag_file)
+    digests = home / "digests"
+    digests.mkdir()
     port = free_port()
-    env = airflow_base_env(home, REPO / "example_dags")
+    env = airflow_base_env(home, dags)
     env.update(
         {
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__SECRETS__BACKEND": "airflow_dts_provider.secrets.onepassword.OnePasswordBackend",
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(
+                {"connect_host": devvault_server.url, "vault": "Airflow Vault"}
+            ),
+            "OP_CONNECT_TOKEN": TOKEN,
             "AIRFLOW_CONN_ONEPASSWORD_DEFAULT": json.dumps(
                 {
                     "conn_type": "onepassword",
@@ -198,15 +235,12 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, devvault_server: Dev
                     "extra": {"vault": "DTS Dev"},
                 }
             ),
+            "DTS_E2E_DIGEST_DIR": str(digests),
         }
     )
     migrated = run_airflow(["db", "migrate"], env)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
-    log = (home / "api-server.log").open("w")
-    airflow = Path(sys.executable).with_name("airflow")
-    server = subprocess.Popen(
-        [str(airflow), "api-server", "--port", str(port)], env=env, stdout=log, stderr=log, start_new_session=True
-    )
+    server = _start(["api-server", "--port", str(port)], env, home / "api-server.log")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -219,10 +253,4 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, devvault_server: Dev
         assert time.monotonic() < deadline, "API server did not start in 120 s"
         time.sleep(0.5)
     yield AirflowStack(home, env, url)
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-    log.close()
+    _stop(server)
