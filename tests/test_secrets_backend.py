@@ -259,3 +259,20 @@ def test_values_are_masked_and_never_logged(make_backend: MakeBackend, caplog: p
     assert core_redact(f"v={CANARY}") == "v=***" and sdk_redact(f"v={CANARY}") == "v=***"
     assert CANARY not in caplog.text
     assert CANARY not in repr(backend) and TOKEN not in repr(backend.settings)
+
+
+def test_parsing_subprocesses_delegate_to_the_dag_processor(
+    make_backend: MakeBackend, devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a DAG-parse child (context 'client' + a socket channel to its supervisor) the backend steps aside."""
+    from airflow.sdk.execution_time import comms, task_runner
+
+    # A channel that is never read: its type is what marks the process (sending to it would fail fast).
+    channel = comms.CommsDecoder.__new__(comms.CommsDecoder)
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel, raising=False)
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "client")
+    assert make_backend().get_variable("api_key") is None
+    assert devvault.request_count == 0
+    assert make_backend(delegate_in_dag_parsing=False).get_variable("api_key") == "variable-api-key"
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")  # e.g. a task process forked by the scheduler
+    assert make_backend().get_variable("api_key") == "variable-api-key"

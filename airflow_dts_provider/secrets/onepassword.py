@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import sys
 import threading
 import time
 from typing import Any
@@ -76,6 +78,7 @@ _KWARGS = (
     "outage_backoff",
     "timeout",
     "max_retries",
+    "delegate_in_dag_parsing",
 )
 
 
@@ -107,6 +110,10 @@ class OnePasswordBackend(BaseSecretsBackend):
         lookups return None at once instead of waiting on Connect again (one warning per outage).
     :param timeout: per-request timeout in seconds.
     :param max_retries: retries for transient errors.
+    :param delegate_in_dag_parsing: in DAG-file parsing subprocesses (and the triggerer's runner), return
+        None so Airflow asks the long-lived DAG processor (triggerer) over its supervisor channel; that
+        process's backend keeps the cache. Without this every parse of every file starts cold, because
+        Airflow parses each file in a fresh process.
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class OnePasswordBackend(BaseSecretsBackend):
         outage_backoff: float = 30.0,
         timeout: float = 5.0,
         max_retries: int = 1,
+        delegate_in_dag_parsing: bool = True,
         **unknown: Any,
     ):
         super().__init__()
@@ -152,6 +160,7 @@ class OnePasswordBackend(BaseSecretsBackend):
             "config": _compile("config_lookup_pattern", config_lookup_pattern),
         }
         self.sep = sep
+        self.delegate_in_dag_parsing = bool(delegate_in_dag_parsing)
         self.miss_ttl = float(miss_ttl)
         self.outage_backoff = float(outage_backoff)
         self._misses: dict[str, float] = {}
@@ -197,6 +206,9 @@ class OnePasswordBackend(BaseSecretsBackend):
     def _lookup(self, kind: str, key: str) -> Item | None:
         title = self.title_for(kind, key)
         if title is None:
+            return None
+        if self.delegate_in_dag_parsing and in_supervised_parsing_process():
+            log.debug("%s %r: left to the DAG processor's backend (shared cache)", kind, key)
             return None
         now = time.monotonic()
         with self._lock:
@@ -247,6 +259,24 @@ class OnePasswordBackend(BaseSecretsBackend):
         if field.value:
             mask(field.value)  # a value kept in 1Password is a secret, whatever its key is called
         return field.value
+
+
+def in_supervised_parsing_process() -> bool:
+    """True in a DAG-file parsing subprocess (or triggerer runner) that talks to a long-lived supervisor.
+
+    Airflow marks those processes with ``_AIRFLOW_PROCESS_CONTEXT=client`` and gives them a socket
+    channel (``SUPERVISOR_COMMS``) to the process that forked them. Task processes are not marked so,
+    and ``airflow dags test`` runs in-process (no socket channel): both look 1Password up directly.
+    """
+    if os.environ.get("_AIRFLOW_PROCESS_CONTEXT") != "client":
+        return False
+    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None) if task_runner is not None else None
+    if comms is None:
+        return False
+    from airflow.sdk.execution_time.comms import CommsDecoder
+
+    return isinstance(comms, CommsDecoder)
 
 
 def variable_field(item: Item) -> ItemField | None:
