@@ -29,6 +29,7 @@ REPO = TESTS.parent
 VAULT_FILE = TESTS / "data" / "test_vault.yaml"
 TOKEN = "test-token-0d1b2c"
 CANARY = "CANARY-7f3a9c1e-do-not-leak"
+DOCKER_URL = "unix:///tmp/dts-podman/podman.sock"
 #: CI sets this so that a test needing a missing tool fails instead of skipping.
 REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
 
@@ -50,6 +51,17 @@ def require_binary(name: str) -> str:
 
 
 SAMPLE_VAULT_FILE = REPO / "airflow_dts_provider" / "devvault" / "sample_vault.yaml"
+
+
+@pytest.fixture(scope="session")
+def docker_url() -> str:
+    """The local Podman engine serving the Docker API (scripts/podman-setup makes it, idempotently)."""
+    require_binary("podman")
+    require_binary("busybox")
+    result = subprocess.run([str(REPO / "scripts" / "podman-setup")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == DOCKER_URL
+    return DOCKER_URL
 
 
 @pytest.fixture(scope="session")
@@ -236,6 +248,10 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, devvault_server: Dev
                 }
             ),
             "DTS_E2E_DIGEST_DIR": str(digests),
+            "DTS_DOCKER_URL": DOCKER_URL,
+            # the team's Airflow 2 variables, used by the old-way contrast DAG
+            "OP_CONNECT": devvault_server.url,
+            "OP_API_TOKEN": TOKEN,
         }
     )
     migrated = run_airflow(["db", "migrate"], env)

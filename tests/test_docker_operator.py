@@ -1,0 +1,272 @@
+"""SecretDockerOperator on a real Docker-API engine (Podman from Debian, local busybox image)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import docker
+from airflow_dts_provider._onepassword import InvalidReferenceError
+from airflow_dts_provider.devvault import DevVaultServer
+from airflow_dts_provider.operators.docker import SecretDockerOperator, is_transient
+from airflow_dts_provider.operators.exceptions import ImagePullError
+from tests.conftest import CANARY, TOKEN, AirflowStack
+
+IMAGE = "localhost/dts-busybox:latest"
+SECRETS = {"APP_ID": {"opitem": "Knack", "opfield": "prod.appId"}, "TOKEN": "op://Docker Vault/Socrata/appToken"}
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# -- parse-time validation (no network) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secrets", "kwargs", "message"),
+    [
+        ({"KNACK_APP_ID": {"opitem": "Knack", "opfeild": "prod.appId"}}, {}, r"^KNACK_APP_ID: unknown key"),
+        ({"KNACK_APP_ID": {"opitem": "Knack", "opfield": ""}}, {}, r"^KNACK_APP_ID: 'opfield' is required"),
+        ({"KNACK_APP_ID": {"opitem": "Knack", "opfield": "prod."}}, {},
+         r"^KNACK_APP_ID: 'opfield' 'prod\.' names no field"),
+        ({"TOKEN": "op://Vault/Item"}, {}, r"^TOKEN: 'op://Vault/Item' must have the form"),
+        ({"TOKEN": "vault/item/field"}, {}, r"^TOKEN: .* is not a 1Password reference"),
+        ({"1TOKEN": "op://v/i/f"}, {}, "not a valid environment variable name"),
+        ({"TOKEN": "op://v/i/f"}, {"environment": {"TOKEN": "x"}}, "TOKEN is set in both environment and secrets"),
+        ({"TOKEN": "op://v/i/f"}, {"private_environment": {"TOKEN": "x"}}, "TOKEN is set in both private_environment"),
+    ],
+)  # fmt: skip
+def test_bad_secrets_fail_at_construction(secrets: dict, kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidReferenceError, match=message):
+        SecretDockerOperator(task_id="t", image=IMAGE, secrets=secrets, **kwargs)
+
+
+def test_construction_makes_no_network_call(devvault: DevVaultServer) -> None:
+    op = SecretDockerOperator(task_id="t", image=IMAGE, secrets=SECRETS, onepassword_conn_id="not_configured")
+    assert set(op.secrets) == {"APP_ID", "TOKEN"}
+    assert devvault.request_count == 0
+    assert "secrets" not in op.template_fields and "private_environment" not in op.template_fields
+
+
+@pytest.mark.parametrize(
+    ("text", "transient"),
+    [
+        ('pinging container registry 127.0.0.1:45503: dial tcp 127.0.0.1:45503: connect: connection refused', True),
+        ("pinging registry 127.0.0.1:45500: invalid status code from registry 500 (Internal Server Error)", True),
+        ("reading manifest latest in 127.0.0.1:45501/team/app: unauthorized: authentication required", False),
+        ("invalid status code from registry 404 (Not Found)", False),
+        ("manifest unknown: manifest unknown", False),
+        ("lookup registry.example: no such host", True),
+        ("net/http: TLS handshake timeout", True),
+        ("requested access to the resource is denied", False),
+    ],
+)  # fmt: skip
+def test_registry_error_classification(text: str, transient: bool) -> None:
+    assert is_transient(text) is transient
+
+
+# -- execute against the engine: secrets, XCom scrubbing, pull fallback ---------------------
+
+
+@pytest.fixture
+def onepassword_conn(devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "onepassword", "host": devvault.url, "password": TOKEN, "extra": {"vault": "Docker Vault"}}
+    monkeypatch.setenv("AIRFLOW_CONN_ONEPASSWORD_DEFAULT", json.dumps(conn))
+
+
+def make_op(docker_url: str, **kwargs: object) -> SecretDockerOperator:
+    values: dict[str, object] = {
+        "task_id": "t", "image": IMAGE, "docker_url": docker_url, "mount_tmp_dir": False, "auto_remove": "success",
+        "secrets": SECRETS,
+        "command": ["sh", "-c", 'printf %s "$APP_ID" | sha256sum | cut -c1-64; echo "token=$TOKEN"'],
+    }  # fmt: skip
+    values.update(kwargs)
+    return SecretDockerOperator(**values)  # type: ignore[arg-type]
+
+
+def test_secrets_reach_the_container_and_not_xcom(docker_url: str, onepassword_conn: None) -> None:
+    op = make_op(docker_url, xcom_all=True)
+    lines = op.execute({})
+    assert lines == [sha("docker-knack-prod-app"), "token=***"], "values arrive; the XCom copy is scrubbed"
+    assert op._private_environment == {}, "resolved values are dropped after the run"
+
+
+def test_container_failure_still_drops_values(docker_url: str, onepassword_conn: None) -> None:
+    op = make_op(docker_url, command=["sh", "-c", "exit 3"], auto_remove="force")
+    with pytest.raises(Exception, match="Docker container failed"):
+        op.execute({})
+    assert op._private_environment == {}
+
+
+class FakeRegistry(http.server.ThreadingHTTPServer):
+    """Answers every registry request with one status (a local stand-in: no registry is reachable here)."""
+
+    def __init__(self, port: int, status: int):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(status)
+                if status == 401:
+                    self.send_header("WWW-Authenticate", 'Basic realm="fake"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def registries() -> Iterator[dict[str, str]]:
+    """127.0.0.1:45500 answers 500, :45501 401, :45502 404; :45503 refuses connections."""
+    servers = [FakeRegistry(45500, 500), FakeRegistry(45501, 401), FakeRegistry(45502, 404)]
+    yield {"500": "127.0.0.1:45500", "401": "127.0.0.1:45501", "404": "127.0.0.1:45502", "refused": "127.0.0.1:45503"}
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def local_copy(docker_url: str) -> Iterator[callable]:  # type: ignore[valid-type]
+    """Tag the local busybox image under a registry name, as if it had been pulled before."""
+    client = docker.APIClient(base_url=docker_url)
+    tagged: list[str] = []
+
+    def tag(repository: str) -> str:
+        client.tag(IMAGE, repository, "latest")
+        tagged.append(f"{repository}:latest")
+        return f"{repository}:latest"
+
+    yield tag
+    for name in tagged:
+        client.remove_image(name, force=True)
+
+
+@pytest.mark.parametrize("registry", ["refused", "500"])
+def test_transient_pull_failure_runs_the_local_copy(
+    docker_url: str, onepassword_conn: None, registries: dict, local_copy, registry: str, capfd: pytest.CaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    image = local_copy(f"{registries[registry]}/team/app")
+    op = make_op(docker_url, image=image, force_pull=True, pull_fallback=True)
+    assert op.execute({}) == "token=***"
+    assert "running the local copy (pull_fallback=True)" in capfd.readouterr().out  # operator logs go to stdout
+
+
+@pytest.mark.parametrize("registry", ["refused", "500"])
+def test_transient_pull_failure_without_fallback_fails(
+    docker_url: str, onepassword_conn: None, registries: dict, local_copy, registry: str
+) -> None:  # type: ignore[no-untyped-def]
+    image = local_copy(f"{registries[registry]}/team/app")
+    op = make_op(docker_url, image=image, force_pull=True)
+    with pytest.raises(ImagePullError, match="transient error") as err:
+        op.execute({})
+    assert err.value.transient
+
+
+@pytest.mark.parametrize(("registry", "cause"), [("401", "unauthorized"), ("404", "404")])
+def test_permanent_pull_failure_fails_even_with_fallback(
+    docker_url: str, onepassword_conn: None, registries: dict, local_copy, registry: str, cause: str
+) -> None:  # type: ignore[no-untyped-def]
+    image = local_copy(f"{registries[registry]}/team/app")
+    op = make_op(docker_url, image=image, force_pull=True, pull_fallback=True)
+    with pytest.raises(ImagePullError, match=f"permanent error.*{cause}") as err:
+        op.execute({})
+    assert not err.value.transient
+
+
+def test_transient_failure_without_local_copy_says_so(
+    docker_url: str, onepassword_conn: None, registries: dict
+) -> None:
+    op = make_op(docker_url, image=f"{registries['refused']}/team/never-pulled:latest", pull_fallback=True)
+    with pytest.raises(ImagePullError, match="no local copy to fall back to"):
+        op.execute({})
+
+
+def test_registry_login_failure_falls_back(
+    docker_url: str,
+    onepassword_conn: None,
+    registries: dict,
+    local_copy,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture,
+) -> None:  # type: ignore[no-untyped-def]
+    registry = registries["refused"]
+    host, port = registry.split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_TEAM_REGISTRY", json.dumps(
+        {"conn_type": "docker", "host": host, "port": int(port), "login": "bot", "password": "registry-pass"}
+    ))  # fmt: skip
+    image = local_copy(f"{registry}/team/app")
+    op = make_op(docker_url, image=image, force_pull=True, pull_fallback=True, docker_conn_id="team_registry")
+    assert op.execute({}) == "token=***"
+    assert "registry login failed with a transient error" in capfd.readouterr().out
+    op = make_op(docker_url, image=image, force_pull=True, docker_conn_id="team_registry")
+    with pytest.raises(ImagePullError, match="login"):
+        op.execute({})
+
+
+# -- end to end with Airflow ----------------------------------------------------------------
+
+EXPECTED = {
+    "KNACK_APP_ID": sha("docker-knack-prod-app"),
+    "KNACK_API_KEY": sha("docker-knack-prod-key"),
+    "KNACK_TEST_APP_ID": sha("docker-knack-test-app"),
+    "SOCRATA_TOKEN": sha("docker-socrata-token"),
+    "SOCRATA_USER": sha("docker-socrata-user"),
+    "CANARY_SECRET": sha(CANARY),
+    "PLAIN": sha("not-a-secret"),
+}
+
+
+def xcom_and_rendered_rows(stack: AirflowStack, dag_id: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(stack.home / "airflow.db") as db:
+        rows = db.execute("SELECT value FROM xcom WHERE dag_id = ?", (dag_id,)).fetchall()
+        rows += db.execute(
+            "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = ?", (dag_id,)
+        ).fetchall()
+    return "\n".join(str(r[0]) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def secret_docker_run(airflow_stack: AirflowStack, docker_url: str) -> str:
+    result = airflow_stack.dags_test("secret_docker_e2e")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return airflow_stack.task_logs("secret_docker_e2e")["run_container"]
+
+
+def test_dag_delivers_every_secret_to_the_container(secret_docker_run: str) -> None:
+    digests = {}
+    for line in secret_docker_run.splitlines():
+        event = json.loads(line).get("event", "") if line.startswith("{") else ""
+        if event.startswith("digest "):
+            name, _, digest = event.removeprefix("digest ").partition("=")
+            digests[name] = digest
+    assert digests == EXPECTED
+
+
+def test_dag_leaks_the_canary_nowhere(secret_docker_run: str, airflow_stack: AirflowStack) -> None:
+    assert "careless log line: ***" in secret_docker_run
+    assert CANARY not in secret_docker_run
+    stored = xcom_and_rendered_rows(airflow_stack, "secret_docker_e2e")
+    assert "last line ***" in stored, "the last output line went to XCom, scrubbed"
+    assert "not-a-secret" in stored, "environment stays a normal rendered field"
+    assert CANARY not in stored
+    assert CANARY not in airflow_stack.db_dump()
+
+
+def test_old_way_leaks_into_xcom(airflow_stack: AirflowStack, docker_url: str) -> None:
+    """The team's Airflow 2 pattern: the secret lands in XCom and the rendered environment field."""
+    result = airflow_stack.dags_test("old_way_docker_e2e")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    stored = xcom_and_rendered_rows(airflow_stack, "old_way_docker_e2e")
+    assert "OLDWAY-CANARY-55aa-shows-the-leak" in stored
