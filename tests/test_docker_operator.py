@@ -8,9 +8,9 @@ import json
 import threading
 from collections.abc import Iterator
 
+import docker
 import pytest
 
-import docker
 from airflow_dts_provider._onepassword import InvalidReferenceError
 from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.operators.docker import SecretDockerOperator, is_transient
