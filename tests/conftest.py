@@ -23,6 +23,7 @@ import pytest
 
 from airflow_dts_provider._onepassword import ConnectSettings, OnePasswordClient
 from airflow_dts_provider.devvault import DevVaultServer, VaultData
+from tests.slack_standin import SlackStandIn
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -146,13 +147,29 @@ def run_airflow(args: list[str], env: dict[str, str], timeout: float = 240) -> s
     """Run the airflow CLI in its own process group, output to files, and reap the whole group after.
 
     LocalExecutor can leave an idle worker behind after `dags test --use-executor` exits; with pipes that
-    worker would keep communicate() waiting, so we read files and kill the group instead.
+    worker would keep communicate() waiting, so we read files and kill the group instead. Seen once while
+    developing: `dags test --use-executor` logged "DagRun Finished" and then hung in LocalExecutor shutdown
+    ("waiting for running tasks to finish") with no task left running. So once the run is finished we give
+    the CLI 20 s to exit and then end it, taking the exit code from the run's final state.
     """
     airflow = Path(sys.executable).with_name("airflow")
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.NamedTemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([str(airflow), *args], env=env, stdout=out, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        finished_at: float | None = None
+        returncode: int | None = None
         try:
-            returncode = proc.wait(timeout)
+            while (returncode := proc.poll()) is None:
+                now = time.monotonic()
+                if now > deadline:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                if finished_at is None and "DagRun Finished:" in Path(out.name).read_text(errors="replace"):
+                    finished_at = now
+                if finished_at is not None and now - finished_at > 20:
+                    final = Path(out.name).read_text(errors="replace").split("DagRun Finished:")[-1]
+                    returncode = 0 if "state=success" in final.split("\n")[0] else 1
+                    break
+                time.sleep(0.2)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -214,7 +231,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def airflow_stack(tmp_path_factory: pytest.TempPathFactory, devvault_server: DevVaultServer) -> Iterator[AirflowStack]:
+def slack_standin() -> Iterator[SlackStandIn]:
+    server = SlackStandIn()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(
+    tmp_path_factory: pytest.TempPathFactory, devvault_server: DevVaultServer, slack_standin: SlackStandIn
+) -> Iterator[AirflowStack]:
     """AIRFLOW_HOME + API server; DAGs: example_dags/ and tests/dags/; secrets backend = the dev vault.
 
     Server processes read `[secrets] backend`; task processes fall back to it for `[workers]`.
@@ -252,6 +279,26 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, devvault_server: Dev
             # the team's Airflow 2 variables, used by the old-way contrast DAG
             "OP_CONNECT": devvault_server.url,
             "OP_API_TOKEN": TOKEN,
+            # Slack: the team's connection id "slack" (API), a webhook, and one whose server is down
+            "AIRFLOW_CONN_SLACK": json.dumps(
+                {
+                    "conn_type": "slack",
+                    "password": "xoxb-test-token",
+                    "extra": {"base_url": f"{slack_standin.url}/api/", "channel": "#dts-alerts"},
+                }
+            ),
+            "AIRFLOW_CONN_SLACK_WEBHOOK": json.dumps(
+                {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T000/B000/XXXX"}
+            ),
+            "AIRFLOW_CONN_SLACK_DOWN": json.dumps(
+                {
+                    "conn_type": "slack",
+                    "password": "xoxb-test-token",
+                    "extra": {"base_url": f"http://127.0.0.1:{free_port()}/api/"},
+                }
+            ),
+            "ENVIRONMENT": "production",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         }
     )
     migrated = run_airflow(["db", "migrate"], env)
