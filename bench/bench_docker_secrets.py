@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.operators.docker import SecretDockerOperator
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_resolve import TOKEN, bench_vault
+from bench_resolve import TOKEN, bench_vault, print_table
 
 IMAGE = "localhost/dts-busybox:latest"
 COMMAND = ["sh", "-c", "env | grep -c ^SECRET_"]
@@ -78,13 +77,7 @@ def main() -> None:
 
     print(f"{len(required)} secrets over 8 items, {args.latency * 1000:.0f} ms per Connect request, "
           f"container on local Podman, median of {args.repeat}")  # fmt: skip
-    base_req = statistics.median(r for r, _ in rows["old: get_env_vars_task + DockerOperator"])
-    base_s = statistics.median(s for _, s in rows["old: get_env_vars_task + DockerOperator"])
-    print(f"{'way':<42}{'requests':>9}{'wall ms':>10}{'req ratio':>11}{'time ratio':>12}")
-    for label, runs in rows.items():
-        req = statistics.median(r for r, _ in runs)
-        sec = statistics.median(s for _, s in runs)
-        print(f"{label:<42}{req:>9.0f}{sec * 1000:>10.0f}{base_req / req:>10.1f}x{base_s / sec:>11.1f}x")
+    print_table(rows)
 
 
 if __name__ == "__main__":

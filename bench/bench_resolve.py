@@ -53,6 +53,17 @@ def measure(server: DevVaultServer, fn: Callable[[], dict[str, str]]) -> tuple[i
     return server.request_count, time.perf_counter() - started, values
 
 
+def print_table(rows: dict[str, list[tuple[int, float]]]) -> None:
+    """Median requests and wall time per way, with ratios against the first row (the baseline)."""
+    width = max(len(label) for label in rows) + 2
+    base_requests, base_seconds = (statistics.median(col) for col in zip(*next(iter(rows.values())), strict=True))
+    print(f"{'way':<{width}}{'requests':>9}{'wall ms':>10}{'req ratio':>11}{'time ratio':>12}")
+    for label, runs in rows.items():
+        requests, seconds = (statistics.median(col) for col in zip(*runs, strict=True))
+        req_ratio = f"{base_requests / requests:.1f}x" if requests else "inf"
+        print(f"{label:<{width}}{requests:>9.0f}{seconds * 1000:>10.1f}{req_ratio:>11}{base_seconds / seconds:>11.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.02)
@@ -84,14 +95,7 @@ def main() -> None:
 
     print(f"{SECRETS} secrets over {ITEMS} items, vault by id, {args.latency * 1000:.0f} ms per request, "
           f"median of {args.repeat} runs")  # fmt: skip
-    base_requests = statistics.median(r for r, _ in rows["sdk load_dict (baseline)"])
-    base_seconds = statistics.median(s for _, s in rows["sdk load_dict (baseline)"])
-    print(f"{'way':<26}{'requests':>9}{'wall ms':>10}{'req ratio':>11}{'time ratio':>12}")
-    for label, runs in rows.items():
-        requests = statistics.median(r for r, _ in runs)
-        seconds = statistics.median(s for _, s in runs)
-        req_ratio = f"{base_requests / requests:.1f}x" if requests else "inf"
-        print(f"{label:<26}{requests:>9.0f}{seconds * 1000:>10.1f}{req_ratio:>11}{base_seconds / seconds:>11.1f}x")
+    print_table(rows)
 
 
 if __name__ == "__main__":
