@@ -6,6 +6,7 @@ from the 1Password item titled ``airflow/connections/my_db`` or ``airflow/variab
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -62,24 +63,6 @@ DATABASE_TYPES = {
     "db2": "db2",
     "redshift": "redshift",
 }
-_KWARGS = (
-    "connect_host",
-    "connect_token",
-    "vault",
-    "connections_prefix",
-    "variables_prefix",
-    "config_prefix",
-    "connections_lookup_pattern",
-    "variables_lookup_pattern",
-    "config_lookup_pattern",
-    "sep",
-    "cache_ttl",
-    "miss_ttl",
-    "outage_backoff",
-    "timeout",
-    "max_retries",
-    "delegate_in_dag_parsing",
-)
 
 
 class OnePasswordBackend(BaseSecretsBackend):
@@ -138,8 +121,10 @@ class OnePasswordBackend(BaseSecretsBackend):
     ):
         super().__init__()
         if unknown:
+            params = inspect.signature(OnePasswordBackend.__init__).parameters
+            accepted = ", ".join(p for p in params if p not in ("self", "unknown"))
             raise OnePasswordConfigError(
-                f"OnePasswordBackend got unknown backend_kwargs {sorted(unknown)}; accepted: {', '.join(_KWARGS)}"
+                f"OnePasswordBackend got unknown backend_kwargs {sorted(unknown)}; accepted: {accepted}"
             )
         self.settings = ConnectSettings.from_env(
             host=connect_host, token=connect_token, vault=vault, cache_ttl=cache_ttl, timeout=timeout,
