@@ -72,10 +72,20 @@ def test_connection_form_fields_are_declared(cli_env: dict[str, str]) -> None:
     assert info["behaviour"]["relabeling"]["password"] == "Connect token"
 
 
-def test_airflow_plugins_lists_ours(cli_env: dict[str, str]) -> None:
-    result = run_airflow(["plugins", "--output", "json"], cli_env)
+@pytest.mark.parametrize("lazy", ["True", "False"])
+def test_plugin_loads_once_without_import_errors(cli_env: dict[str, str], lazy: str) -> None:
+    """Registered as an airflow.plugins entry point only: declaring it in the provider info too makes Airflow
+    report "Plugin 'dts' already registered" as an import error when lazy_discover_providers is off."""
+    code = (
+        "import json; from airflow import plugins_manager as pm; plugins, errors = pm._get_plugins(); "
+        "print(json.dumps({'names': [p.name for p in plugins], 'errors': errors}))"
+    )
+    env = {**cli_env, "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": lazy}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "airflow-dts-provider" in result.stdout and '"name": "dts"' in result.stdout
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["names"].count("dts") == 1
+    assert report["errors"] == {}
 
 
 @pytest.fixture(scope="module")

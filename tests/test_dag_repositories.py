@@ -1,0 +1,69 @@
+"""Admin > DAG Repositories: the plugin's app on a real API server, DAGs parsed into the metadata DB."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import Session
+
+from airflow_dts_provider.plugins.dag_repositories import DEFAULT_REPO_URL_TEMPLATE, collect_repositories
+from tests.conftest import AirflowStack, run_airflow
+
+
+@pytest.fixture(scope="module")
+def parsed(airflow_stack: AirflowStack) -> AirflowStack:
+    """Parse example_dags/ and tests/dags/ into the metadata DB (real DAG parsing)."""
+    result = run_airflow(["dags", "reserialize"], airflow_stack.env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return airflow_stack
+
+
+def test_json_groups_dags_by_repo_tag(parsed: AirflowStack) -> None:
+    data = httpx.get(f"{parsed.api_url}/dts/repositories.json").json()
+    repos = {r["name"]: r for r in data["repositories"]}
+    ours = repos["airflow-dts-provider"]
+    assert ours["url"] == "https://github.com/cityofaustin/airflow-dts-provider"
+    dag_ids = [d["dag_id"] for d in ours["dags"]]
+    assert dag_ids == sorted(dag_ids)
+    assert {"example_onepassword_hook", "example_secret_docker", "example_slack_alerts"} <= set(dag_ids)
+    slack = next(d for d in ours["dags"] if d["dag_id"] == "example_slack_alerts")
+    assert slack["schedule"] == "0 6 * * *" and "slack" in slack["other_tags"]
+    assert all(not t.startswith("repo:") for d in ours["dags"] for t in d["other_tags"])
+    without = {d["dag_id"] for d in data["dags_without_repo"]}
+    assert "secrets_backend_e2e" in without and not without & set(dag_ids)
+    in_repos = {d["dag_id"] for r in data["repositories"] for d in r["dags"]}
+    assert data["dag_count"] == len(without | in_repos)
+
+
+def test_page_renders_inside_the_ui(parsed: AirflowStack) -> None:
+    page = httpx.get(f"{parsed.api_url}/dts/repositories")
+    assert page.status_code == 200
+    assert '<a href="https://github.com/cityofaustin/airflow-dts-provider"' in page.text
+    assert "DAGs without a repo: tag" in page.text and 'id="filter"' in page.text
+    plugins = httpx.get(f"{parsed.api_url}/api/v2/plugins").json()["plugins"]
+    view = next(p for p in plugins if p["name"] == "dts")["external_views"][0]
+    assert (view["category"], view["href"], view["url_route"]) == ("admin", "/dts/repositories", "dag-repositories")
+
+
+def test_constant_number_of_queries(parsed: AirflowStack) -> None:
+    engine = create_engine(f"sqlite:///{parsed.home / 'airflow.db'}")
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with Session(engine) as session:
+        everything = collect_repositories(session, None, DEFAULT_REPO_URL_TEMPLATE)
+        all_queries = len(statements)
+        statements.clear()
+        one = collect_repositories(session, {"example_onepassword_hook"}, DEFAULT_REPO_URL_TEMPLATE)
+    assert everything["dag_count"] >= 10 and one["dag_count"] == 1
+    assert all_queries == len(statements) == 3, "DAGs, tags, last runs: never one query per DAG"
+
+
+def test_readable_filter_hides_other_dags(parsed: AirflowStack) -> None:
+    engine = create_engine(f"sqlite:///{parsed.home / 'airflow.db'}")
+    with Session(engine) as session:
+        data = collect_repositories(session, {"example_slack_alerts", "secrets_backend_e2e"}, "{repo}")
+    shown = {d["dag_id"] for r in data["repositories"] for d in r["dags"]} | {
+        d["dag_id"] for d in data["dags_without_repo"]
+    }
+    assert shown == {"example_slack_alerts", "secrets_backend_e2e"}
