@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
 from airflow_dts_provider.plugins.dag_repositories import DEFAULT_REPO_URL_TEMPLATE, collect_repositories
-from tests.conftest import AirflowStack, run_airflow
+from tests.conftest import AirflowStack, _start, _stop, free_port, run_airflow
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +72,42 @@ def test_readable_filter_hides_other_dags(parsed: AirflowStack) -> None:
         d["dag_id"] for d in data["dags_without_repo"]
     }
     assert shown == {"example_slack_alerts", "secrets_backend_e2e"}
+
+
+@pytest.fixture(scope="module")
+def auth_api(parsed: AirflowStack) -> Iterator[str]:
+    """A second API server on the same DB with real authentication (Simple auth manager, a viewer user)."""
+    port = free_port()
+    env = {
+        **parsed.env,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(parsed.home / "auth-passwords.json"),
+    }
+    (parsed.home / "auth-passwords.json").write_text(json.dumps({"viewer": "viewer-password"}))
+    server = _start(["api-server", "--port", str(port)], env, parsed.home / "auth-api-server.log")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/api/v2/version", timeout=2).status_code == 200:
+                break
+        assert server.poll() is None and time.monotonic() < deadline, "API server did not start"
+        time.sleep(0.5)
+    yield url
+    _stop(server)
+
+
+def test_unauthenticated_requests_are_refused(auth_api: str) -> None:
+    assert httpx.get(f"{auth_api}/dts/repositories.json").status_code == 401
+    assert httpx.get(f"{auth_api}/dts/repositories").status_code == 401
+
+
+def test_signed_in_viewer_sees_the_page(auth_api: str) -> None:
+    token = httpx.post(f"{auth_api}/auth/token", json={"username": "viewer", "password": "viewer-password"})
+    assert token.status_code == 201, token.text
+    jwt = token.json()["access_token"]
+    by_header = httpx.get(f"{auth_api}/dts/repositories.json", headers={"Authorization": f"Bearer {jwt}"})
+    assert by_header.status_code == 200 and by_header.json()["dag_count"] >= 10
+    by_cookie = httpx.get(f"{auth_api}/dts/repositories", cookies={"_token": jwt})  # how the UI's iframe asks
+    assert by_cookie.status_code == 200 and "airflow-dts-provider" in by_cookie.text
