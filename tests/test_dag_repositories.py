@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +15,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
 from airflow_dts_provider.plugins.dag_repositories import DEFAULT_REPO_URL_TEMPLATE, collect_repositories
-from tests.conftest import AirflowStack, _start, _stop, free_port, run_airflow
+from tests.conftest import AirflowStack, _start, _stop, free_port, require_binary, run_airflow
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +113,20 @@ def test_signed_in_viewer_sees_the_page(auth_api: str) -> None:
     assert by_header.status_code == 200 and by_header.json()["dag_count"] >= 10
     by_cookie = httpx.get(f"{auth_api}/dts/repositories", cookies={"_token": jwt})  # how the UI's iframe asks
     assert by_cookie.status_code == 200 and "airflow-dts-provider" in by_cookie.text
+
+
+def test_headless_chromium_shows_the_page_in_the_ui(parsed: AirflowStack, tmp_path: Path) -> None:
+    """The Airflow UI route for the Admin menu entry embeds our page (this stack signs everyone in as admin)."""
+    chromium = require_binary("chromium")
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=20000", "--window-size=1400,900",
+    ]  # fmt: skip
+    url = f"{parsed.api_url}/plugin/dag-repositories"
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'src="/dts/repositories"' in dom.stdout and ">Admin<" in dom.stdout
+    shot = tmp_path / "page.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one (docs/dag-repositories.png is one)

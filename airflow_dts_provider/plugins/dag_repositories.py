@@ -72,7 +72,7 @@ def collect_repositories(session: Session, readable: set[str] | None, url_templa
         entry = {
             "dag_id": dag_id,
             "paused": bool(row.is_paused),
-            "schedule": row.timetable_summary,
+            "schedule": None if row.timetable_summary in (None, "None") else row.timetable_summary,
             "owners": [o.strip() for o in (row.owners or "").split(",") if o.strip()],
             "last_run_state": str(run.state) if run is not None and run.state is not None else None,
             "last_run_at": run.run_after.isoformat() if run is not None and run.run_after else None,
