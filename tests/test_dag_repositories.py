@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
 from airflow_dts_provider.plugins.dag_repositories import DEFAULT_REPO_URL_TEMPLATE, collect_repositories
+from tests.cdp import Browser
 from tests.conftest import AirflowStack, _start, _stop, free_port, require_binary, run_airflow
 
 
@@ -130,3 +131,27 @@ def test_headless_chromium_shows_the_page_in_the_ui(parsed: AirflowStack, tmp_pa
     shot = tmp_path / "page.png"
     subprocess.run([chromium, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one (docs/dag-repositories.png is one)
+
+
+def test_browser_logs_in_and_opens_admin_dag_repositories(auth_api: str, tmp_path: Path) -> None:
+    """Headless Chromium signs in through the UI's login form, then opens Admin > DAG Repositories."""
+    browser = Browser(require_binary("chromium"), tmp_path / "profile", free_port())
+    try:
+        browser.navigate(f"{auth_api}/plugin/dag-repositories")
+        browser.type_into("input[name=username]", "viewer")
+        browser.type_into("input[name=password]", "viewer-password")
+        browser.wait_for("!document.querySelector('button[type=submit]').disabled")
+        browser.evaluate("document.querySelector('button[type=submit]').click()")
+        browser.wait_for("document.cookie.includes('_token') || !document.querySelector('input[name=password]')")
+        browser.navigate(f"{auth_api}/plugin/dag-repositories")
+        frame_text = (
+            "(() => { const f = document.querySelector('iframe[src=\"/dts/repositories\"]');"
+            " return f && f.contentDocument && f.contentDocument.body ? f.contentDocument.body.innerText : ''; })()"
+        )
+        text = browser.wait_for(f"{frame_text}.includes('airflow-dts-provider') && {frame_text}")
+        assert "DAGs without a repo: tag" in text
+        assert browser.evaluate("[...document.querySelectorAll('button')].some(b => b.innerText.includes('Admin'))")
+        browser.screenshot(tmp_path / "dag-repositories.png")
+        assert (tmp_path / "dag-repositories.png").stat().st_size > 20_000
+    finally:
+        browser.close()
