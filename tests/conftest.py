@@ -230,6 +230,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def start_api_server(env: dict[str, str], port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `airflow api-server` and wait (at most 120 s) until it answers."""
+    server = _start(["api-server", "--port", str(port)], env, log_path)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/api/v2/version", timeout=2).status_code == 200:
+                return server, url
+        assert server.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, "API server did not start in 120 s"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def slack_standin() -> Iterator[SlackStandIn]:
     server = SlackStandIn()
@@ -303,17 +317,6 @@ def airflow_stack(
     )
     migrated = run_airflow(["db", "migrate"], env)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
-    server = _start(["api-server", "--port", str(port)], env, home / "api-server.log")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v2/version", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert server.poll() is None, (home / "api-server.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "API server did not start in 120 s"
-        time.sleep(0.5)
+    server, url = start_api_server(env, port, home / "api-server.log")
     yield AirflowStack(home, env, url)
     _stop(server)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from airflow_dts_provider.plugins.dag_repositories import DEFAULT_REPO_URL_TEMPLATE, collect_repositories
 from tests.cdp import Browser
-from tests.conftest import AirflowStack, _start, _stop, free_port, require_binary, run_airflow
+from tests.conftest import AirflowStack, _stop, free_port, require_binary, run_airflow, start_api_server
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +78,6 @@ def test_readable_filter_hides_other_dags(parsed: AirflowStack) -> None:
 @pytest.fixture(scope="module")
 def auth_api(parsed: AirflowStack) -> Iterator[str]:
     """A second API server on the same DB with real authentication (Simple auth manager, a viewer user)."""
-    port = free_port()
     env = {
         **parsed.env,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
@@ -88,15 +85,7 @@ def auth_api(parsed: AirflowStack) -> Iterator[str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(parsed.home / "auth-passwords.json"),
     }
     (parsed.home / "auth-passwords.json").write_text(json.dumps({"viewer": "viewer-password"}))
-    server = _start(["api-server", "--port", str(port)], env, parsed.home / "auth-api-server.log")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/api/v2/version", timeout=2).status_code == 200:
-                break
-        assert server.poll() is None and time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.5)
+    server, url = start_api_server(env, free_port(), parsed.home / "auth-api-server.log")
     yield url
     _stop(server)
 
