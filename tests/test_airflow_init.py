@@ -1,0 +1,185 @@
+"""docker/airflow-init.sh, the compose stack's start-up step, run here against a real Postgres.
+
+The script is the one the image runs (COPY docker/airflow-init.sh); here it runs with this
+venv's Airflow instead of the image's, on a Postgres cluster started for the test (Debian's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests.conftest import REPO, free_port, require
+
+INIT = REPO / "docker" / "airflow-init.sh"
+EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
+GOOD_FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
+GOOD_PASSWORD = "correct-horse-battery"
+
+DAGS = {
+    "paused_dag": "",
+    "unpaused_dag": "",
+    "starts_unpaused_dag": ", is_paused_upon_creation=False",
+}
+
+
+def postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    require(bool(found), f"PostgreSQL server binaries ({name}) are not installed")
+    return found[-1]
+
+
+def as_postgres(command: list[str]) -> list[str]:
+    """Postgres refuses to run as root; CI is root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    initdb, pg_ctl = postgres_bin("initdb"), postgres_bin("pg_ctl")
+    base = Path(tempfile.mkdtemp(prefix="dts-pg-", dir="/tmp"))
+    base.chmod(0o755)
+    data = base / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(data, "postgres")
+    port = free_port()
+    subprocess.run(
+        as_postgres([initdb, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "start"]),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    try:
+        with contextlib.closing(psycopg2.connect(host="127.0.0.1", port=port, user="airflow", dbname="postgres")) as c:
+            c.autocommit = True
+            c.cursor().execute("CREATE DATABASE airflow")
+        yield f"postgresql+psycopg2://airflow@127.0.0.1:{port}/airflow"
+    finally:
+        subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def init_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    dags = tmp_path / "dags"
+    dags.mkdir(exist_ok=True)
+    for dag_id, extra in DAGS.items():
+        (dags / f"{dag_id}.py").write_text(
+            "from airflow.sdk import DAG\nfrom airflow.providers.standard.operators.empty import EmptyOperator\n"
+            f"with DAG({dag_id!r}, schedule=None{extra}):\n    EmptyOperator(task_id='t')\n"
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW", "OP_"))}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "AIRFLOW_HOME": str(tmp_path / "home"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__FERNET_KEY": GOOD_FERNET_KEY,
+            "_AIRFLOW_WWW_USER_PASSWORD": GOOD_PASSWORD,
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def run_init(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(INIT), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def pause_states(url: str) -> dict[str, bool]:
+    dsn = url.replace("postgresql+psycopg2://", "postgresql://")
+    with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT dag_id, is_paused FROM dag")
+        return dict(cursor.fetchall())
+
+
+def test_pauses_every_dag_in_development_only(tmp_path: Path, postgres_url: str) -> None:
+    env = init_env(tmp_path, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgres_url, ENVIRONMENT="production")
+    first = run_init(env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "ENVIRONMENT=production: DAG pause states left as they are" in first.stdout
+    # the auth manager here is Airflow's default (SimpleAuthManager); the image's is FAB
+    assert "not FAB: no admin user to create" in first.stdout
+
+    # DAGs reach the metadata DB the way the DAG processor puts them there, then one is unpaused by hand
+    parse = subprocess.run(["airflow", "dags", "reserialize"], env=env, capture_output=True, text=True, timeout=300)
+    assert parse.returncode == 0, parse.stdout + parse.stderr
+    unpause = subprocess.run(["airflow", "dags", "unpause", "unpaused_dag"], env=env, capture_output=True, text=True)
+    assert unpause.returncode == 0, unpause.stderr
+    before = pause_states(postgres_url)
+    assert before == {"paused_dag": True, "unpaused_dag": False, "starts_unpaused_dag": False}
+
+    production = run_init(env)
+    assert production.returncode == 0, production.stdout + production.stderr
+    assert pause_states(postgres_url) == before
+
+    development = run_init(env | {"ENVIRONMENT": "development"})
+    assert development.returncode == 0, development.stdout + development.stderr
+    assert "pausing every DAG" in development.stdout
+    assert pause_states(postgres_url) == dict.fromkeys(DAGS, True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"AIRFLOW__CORE__FERNET_KEY": ""}, "no Fernet key"),
+        ({"AIRFLOW__CORE__FERNET_KEY": EXAMPLE_FERNET_KEY}, "is the published example key"),
+        ({"AIRFLOW__CORE__FERNET_KEY": f"{GOOD_FERNET_KEY},{EXAMPLE_FERNET_KEY}"}, "is the published example key"),
+        ({"AIRFLOW__CORE__FERNET_KEY": "not-a-fernet-key-at-all"}, "is not a valid Fernet key"),
+        ({"_AIRFLOW_WWW_USER_PASSWORD": ""}, "no admin password"),
+        ({"_AIRFLOW_WWW_USER_PASSWORD": "Airflow"}, "well-known default"),
+        ({"_AIRFLOW_WWW_USER_PASSWORD": "short-pw"}, "shorter than 12 characters"),
+    ],
+)
+def test_production_refuses_unsafe_settings(tmp_path: Path, overrides: dict[str, str], message: str) -> None:
+    # No database behind this URL, and no --check: the refusal must come before anything touches one.
+    env = init_env(
+        tmp_path,
+        ENVIRONMENT="production",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+        **overrides,
+    )
+    result = run_init(env)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "migrat" not in result.stdout.lower()
+    for value in overrides.values():  # the error names the setting, never its value
+        if value:
+            assert value not in result.stdout + result.stderr
+
+
+def test_checks_pass_good_settings(tmp_path: Path) -> None:
+    rotated = init_env(tmp_path, ENVIRONMENT="production", AIRFLOW__CORE__FERNET_KEY=f"{GOOD_FERNET_KEY},{'A' * 43}=")
+    result = run_init(rotated, "--check")
+    assert result.returncode == 0, result.stderr
+    assert "production settings checked" in result.stdout
+    # a laptop may use the example key and the default password
+    laptop = init_env(
+        tmp_path,
+        ENVIRONMENT="development",
+        AIRFLOW__CORE__FERNET_KEY=EXAMPLE_FERNET_KEY,
+        _AIRFLOW_WWW_USER_PASSWORD="airflow",
+    )
+    result = run_init(laptop, "--check")
+    assert result.returncode == 0, result.stderr
+    assert "production settings checked" not in result.stdout

@@ -1,0 +1,270 @@
+"""docker/: the compose files as Docker Compose v2 itself reads them, merged, with profiles.
+
+No Docker engine runs here, but `docker compose config` needs none: it parses, validates against
+the compose spec, interpolates and merges exactly as `up` would (scripts/bootstrap installs the
+pinned compose binary into .venv/bin).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, require
+
+DOCKER_DIR = REPO / "docker"
+BASE = "docker-compose.yaml"
+PRODUCTION = "docker-compose-production.yaml"
+BACKEND = "airflow_dts_provider.secrets.onepassword.OnePasswordBackend"
+EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
+
+AIRFLOW_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-init",
+    "flower",
+}
+DEFAULT_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "haproxy"}
+PROFILES = {"cli": {"airflow-cli"}, "dev-vault": {"dev-vault"}, "remote-worker": {"airflow-remote-worker"}}
+TASK_RUNNERS = {"airflow-worker", "airflow-cli", "airflow-remote-worker"}
+
+# What a production docker/.env holds (the hash contains '$' and is single-quoted, as documented).
+FLOWER_HASH = "$6$saltsalt$Wv1Y2b0R0mJm7xQ2bY3pQw"
+PRODUCTION_ENV = {
+    "_AIRFLOW__CORE__FERNET_KEY": "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM=",
+    "_AIRFLOW__WEBSERVER__BASE_URL": "https://airflow.example.org",
+    "_AIRFLOW_WWW_USER_USERNAME": "admin",
+    "_AIRFLOW_WWW_USER_PASSWORD": "a-long-real-password",
+    "AIRFLOW_JWT_SECRET": "jwt-secret-for-tests",
+    "AIRFLOW_API_SECRET_KEY": "api-secret-for-tests",
+    "OP_CONNECT": "https://connect.example.org",
+    "OP_API_TOKEN": "token-for-tests",
+    "OP_VAULT_ID": "vault123",
+    "POSTGRES_PASSWORD": "pg-password-for-tests",
+    "REDIS_PASSWORD": "redis-password-for-tests",
+    "AIRFLOW_HOST": "airflow.example.org",
+    "FLOWER_HOST": "flower.example.org",
+    "FLOWER_PASSWORD_HASH": FLOWER_HASH,
+}
+
+
+def compose_binary() -> Path:
+    binary = Path(sys.executable).with_name("docker-compose")
+    require(binary.exists(), "docker-compose is not installed in the venv (scripts/bootstrap, x86_64 only)")
+    return binary
+
+
+def compose(
+    tmp_path: Path, env: dict[str, str], *args: str, files: tuple[str, ...] = (BASE,), check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run `docker compose` in docker/ with exactly `env` as its .env file and nothing inherited."""
+    env_file = tmp_path / "compose.env"
+    env_file.write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
+    command = [str(compose_binary()), "--env-file", str(env_file)]
+    for name in files:
+        command += ["-f", name]
+    result = subprocess.run(
+        [*command, *args],
+        cwd=DOCKER_DIR,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path / ".docker")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def config(tmp_path: Path, env: dict[str, str], *, files: tuple[str, ...] = (BASE,), profile: str = "") -> Any:
+    profile_args = ["--profile", profile] if profile else []
+    return json.loads(compose(tmp_path, env, *profile_args, "config", "--format", "json", files=files).stdout)
+
+
+def services(tmp_path: Path, *, profile: str = "") -> set[str]:
+    profile_args = ["--profile", profile] if profile else []
+    return set(compose(tmp_path, {}, *profile_args, "config", "--services").stdout.split())
+
+
+def test_default_services_and_each_profile(tmp_path: Path) -> None:
+    assert services(tmp_path) == DEFAULT_SERVICES
+    for profile, extra in PROFILES.items():
+        assert services(tmp_path, profile=profile) == DEFAULT_SERVICES | extra, profile
+
+
+def test_readme_services_table_matches_the_compose_file(tmp_path: Path) -> None:
+    """README's table of services is the documentation: every row exists, with the profile it names."""
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)` \| (?:profile `([a-z-]+)`|always) \|", readme, flags=re.MULTILINE)
+    documented = {name: profile or "" for name, profile in rows}
+    assert documented, "README has no services table"
+    everything = services(tmp_path, profile="*")
+    assert set(documented) == everything
+    for name, profile in documented.items():
+        expected = DEFAULT_SERVICES if not profile else DEFAULT_SERVICES | PROFILES[profile]
+        assert name in expected, f"README says {name} is in {profile or 'the default set'}"
+
+
+def test_env_example_lists_every_variable_the_compose_files_read() -> None:
+    used: set[str] = set()
+    for name in (BASE, PRODUCTION):
+        text = (DOCKER_DIR / name).read_text()
+        used |= set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    example = (DOCKER_DIR / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s?([A-Za-z_][A-Za-z0-9_]*)=", example, flags=re.MULTILINE))
+    assert used - listed == set()
+    # the team's names are the ones kept
+    assert {"OP_CONNECT", "OP_API_TOKEN", "OP_VAULT_ID", "_AIRFLOW_WWW_USER_USERNAME"} <= listed
+
+
+def test_every_airflow_service_gets_the_secrets_backend_for_both_sections(tmp_path: Path) -> None:
+    cfg = config(tmp_path, {"OP_VAULT_ID": "my vault"}, profile="*")
+    for name in AIRFLOW_SERVICES | {"airflow-cli", "airflow-remote-worker"}:
+        env = cfg["services"][name]["environment"]
+        assert env["AIRFLOW__SECRETS__BACKEND"] == BACKEND, name
+        assert env["AIRFLOW__WORKERS__SECRETS_BACKEND"] == BACKEND, name
+        for key in ("AIRFLOW__SECRETS__BACKEND_KWARGS", "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS"):
+            assert json.loads(env[key]) == {"vault": "my vault"}, (name, key)
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        # task output mirrored to the console would bypass run-time masks (README, Deploying)
+        assert env["AIRFLOW__LOGGING__TASK_LOGS_TO_STDOUT"] == "false"
+        assert env["AIRFLOW__CELERY__TASK_LOGS_TO_STDOUT"] == "false"
+        assert env["OP_CONNECT"] == "http://dev-vault:8089"  # the offline default
+        mounts = {v["target"] for v in cfg["services"][name].get("volumes", [])}
+        assert "/opt/airflow/dags" in mounts, name
+        # only what runs tasks gets the Docker socket (it is root on the host)
+        assert ("/var/run/docker.sock" in mounts) == (name in TASK_RUNNERS), name
+
+
+def test_long_running_services_have_healthchecks_and_wait_for_init(tmp_path: Path) -> None:
+    cfg = config(tmp_path, {}, profile="*")["services"]
+    for name, service in cfg.items():
+        if name in {"airflow-init", "airflow-cli", "haproxy"}:
+            continue
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert "/api/v2/monitor/health" in " ".join(cfg["airflow-apiserver"]["healthcheck"]["test"])
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert cfg[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+        assert cfg[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert cfg[name]["depends_on"]["dev-vault"]["required"] is False
+    # the remote worker runs on another host: it must not start a local Redis or Postgres
+    assert not cfg["airflow-remote-worker"].get("depends_on")
+    assert "main-db.internal" in json.dumps(
+        config(tmp_path, {"AIRFLOW_MAIN_HOST": "main-db.internal"}, profile="remote-worker")["services"][
+            "airflow-remote-worker"
+        ]["environment"]["AIRFLOW__CELERY__BROKER_URL"]
+    )
+
+
+def published(cfg: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    return {
+        name: sorted((p.get("host_ip", ""), p["published"]) for p in service.get("ports", []))
+        for name, service in cfg["services"].items()
+        if service.get("ports")
+    }
+
+
+def test_local_haproxy_is_the_only_published_entry(tmp_path: Path) -> None:
+    assert published(config(tmp_path, {})) == {"haproxy": [("", "8080"), ("", "8081")]}
+
+
+def test_production_merge_replaces_ports_config_and_environment(tmp_path: Path) -> None:
+    cfg = config(tmp_path, PRODUCTION_ENV, files=(BASE, PRODUCTION), profile="*")
+    # 80/443 only; Redis/Postgres (for remote workers) on loopback unless REMOTE_WORKER_BIND says otherwise
+    assert published(cfg) == {
+        "haproxy": [("", "443"), ("", "80")],
+        "postgres": [("127.0.0.1", "5432")],
+        "redis": [("127.0.0.1", "6379")],
+        "airflow-remote-worker": [("", "8793")],
+    }
+    haproxy = cfg["services"]["haproxy"]
+    mounts = {v["target"]: Path(v["source"]).relative_to(REPO).as_posix() for v in haproxy["volumes"]}
+    assert mounts == {
+        "/usr/local/etc/haproxy/haproxy.cfg": "haproxy/haproxy-production.cfg",
+        "/usr/local/etc/haproxy/ssl": "haproxy/ssl",
+    }
+    # the hash reaches HAProxy verbatim: compose did not expand its '$' parts (`config` prints a
+    # literal '$' as '$$', so that its output is a compose file again)
+    assert haproxy["environment"]["FLOWER_PASSWORD_HASH"].replace("$$", "$") == FLOWER_HASH
+    assert haproxy["environment"]["FLOWER_USER"] == "admin"
+    for name in AIRFLOW_SERVICES | {"airflow-cli", "airflow-remote-worker"}:
+        env = cfg["services"][name]["environment"]
+        assert env["ENVIRONMENT"] == "production", name
+        assert env["AIRFLOW__CORE__FERNET_KEY"] == PRODUCTION_ENV["_AIRFLOW__CORE__FERNET_KEY"], name
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "jwt-secret-for-tests", name
+        assert env["OP_CONNECT"] == "https://connect.example.org", name
+        assert json.loads(env["AIRFLOW__SECRETS__BACKEND_KWARGS"]) == {"vault": "vault123"}
+        assert env["AIRFLOW__SECRETS__BACKEND"] == BACKEND  # kept from the base file
+    assert cfg["services"]["redis"]["environment"]["REDIS_PASSWORD"] == "redis-password-for-tests"
+    assert "redis-password-for-tests" in cfg["services"]["airflow-worker"]["environment"]["AIRFLOW__CELERY__BROKER_URL"]
+    init_env = cfg["services"]["airflow-init"]["environment"]
+    assert init_env["_AIRFLOW_WWW_USER_PASSWORD"] == "a-long-real-password"
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "_AIRFLOW__CORE__FERNET_KEY",
+        "_AIRFLOW_WWW_USER_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "OP_API_TOKEN",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "FLOWER_PASSWORD_HASH",
+        "FLOWER_HOST",
+    ],
+)
+def test_production_refuses_to_start_without(missing: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    result = compose(tmp_path, env, "config", "--quiet", files=(BASE, PRODUCTION), check=False)
+    assert result.returncode != 0
+    assert f"required variable {missing} is missing a value" in result.stderr
+    # the same settings are fine for a laptop: the defaults live in the base file only
+    compose(tmp_path, env, "config", "--quiet")
+
+
+def test_production_file_bakes_in_no_secret() -> None:
+    text = (DOCKER_DIR / PRODUCTION).read_text()
+    for variable in PRODUCTION_ENV:
+        assert not re.search(rf"\$\{{{variable}:-", text), f"{variable} has a default in the production file"
+    assert EXAMPLE_FERNET_KEY not in text
+
+
+def test_image_pins_match_the_tested_environment() -> None:
+    lock = dict(
+        re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements" / "dev.lock").read_text(), flags=re.MULTILINE)
+    )
+    constraints = dict(
+        re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (DOCKER_DIR / "constraints.txt").read_text(), flags=re.MULTILINE)
+    )
+    assert {"apache-airflow", "onepasswordconnectsdk", "apache-airflow-providers-docker"} <= set(constraints)
+    for name, version in constraints.items():
+        assert lock.get(name) == version, f"docker/constraints.txt pins {name}=={version}, dev.lock {lock.get(name)}"
+    dockerfile = (DOCKER_DIR / "Dockerfile").read_text()
+    assert re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, flags=re.MULTILINE)[1] == lock["apache-airflow"]
+    assert "FROM apache/airflow:${AIRFLOW_VERSION}" in dockerfile
+    compose_text = (DOCKER_DIR / BASE).read_text()
+    assert f"AIRFLOW_VERSION: ${{AIRFLOW_VERSION:-{lock['apache-airflow']}}}" in compose_text
+
+
+def test_dockerignore_lets_through_what_the_dockerfile_copies() -> None:
+    dockerfile = (DOCKER_DIR / "Dockerfile").read_text()
+    ignore = (REPO / ".dockerignore").read_text().split()
+    assert ignore[ignore.index("*") :], "the build context should start from nothing"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for sources in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", dockerfile, flags=re.MULTILINE):
+        for source in sources.split():
+            assert source in allowed, f"Dockerfile copies {source}, which .dockerignore excludes"
+            assert (REPO / source).exists(), source
+    # airflow-init runs the script from where the image puts it
+    assert "/opt/dts/airflow-init.sh" in dockerfile
+    assert '["/opt/dts/airflow-init.sh"]' in (DOCKER_DIR / BASE).read_text()
