@@ -143,6 +143,7 @@ def test_every_airflow_service_gets_the_secrets_backend_for_both_sections(tmp_pa
         assert "/opt/airflow/dags" in mounts, name
         # only what runs tasks gets the Docker socket (it is root on the host)
         assert ("/var/run/docker.sock" in mounts) == (name in TASK_RUNNERS), name
+        assert env["DOCKER_HOST"] == "unix:///var/run/docker.sock"
 
 
 def test_long_running_services_have_healthchecks_and_wait_for_init(tmp_path: Path) -> None:
@@ -187,6 +188,7 @@ def test_production_merge_replaces_ports_config_and_environment(tmp_path: Path) 
         "airflow-remote-worker": [("", "8793")],
     }
     haproxy = cfg["services"]["haproxy"]
+    assert str(haproxy["sysctls"]["net.ipv4.ip_unprivileged_port_start"]) == "0"  # the image is not root
     mounts = {v["target"]: Path(v["source"]).relative_to(REPO).as_posix() for v in haproxy["volumes"]}
     assert mounts == {
         "/usr/local/etc/haproxy/haproxy.cfg": "haproxy/haproxy-production.cfg",
