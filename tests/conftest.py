@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 
 from airflow_dts_provider._onepassword import ConnectSettings, OnePasswordClient
@@ -320,3 +322,60 @@ def airflow_stack(
     server, url = start_api_server(env, port, home / "api-server.log")
     yield AirflowStack(home, env, url)
     _stop(server)
+
+
+def _postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    require(bool(found), f"PostgreSQL server binaries ({name}) are not installed")
+    return found[-1]
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """Postgres refuses to run as root, and CI is root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster on loopback (Debian's server binaries), trust auth."""
+
+    port: int
+
+    def new_database(self, name: str) -> str:
+        """Create database `name`; return its SQLAlchemy URL (psycopg2 driver, as the stack uses)."""
+        with contextlib.closing(
+            psycopg2.connect(host="127.0.0.1", port=self.port, user="airflow", dbname="postgres")
+        ) as c:
+            c.autocommit = True
+            c.cursor().execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    base = Path(tempfile.mkdtemp(prefix="dts-pg-", dir="/tmp"))  # pytest's tmp is private to root
+    base.chmod(0o755)
+    data = base / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(data, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres([initdb, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run(
+        _as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "start"]),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    try:
+        yield Postgres(port)
+    finally:
+        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

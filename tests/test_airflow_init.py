@@ -7,19 +7,15 @@ venv's Airflow instead of the image's, on a Postgres cluster started for the tes
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 
-from tests.conftest import REPO, free_port, require
+from tests.conftest import REPO, Postgres
 
 INIT = REPO / "docker" / "airflow-init.sh"
 EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
@@ -31,52 +27,6 @@ DAGS = {
     "unpaused_dag": "",
     "starts_unpaused_dag": ", is_paused_upon_creation=False",
 }
-
-
-def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    require(bool(found), f"PostgreSQL server binaries ({name}) are not installed")
-    return found[-1]
-
-
-def as_postgres(command: list[str]) -> list[str]:
-    """Postgres refuses to run as root; CI is root."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return command
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    initdb, pg_ctl = postgres_bin("initdb"), postgres_bin("pg_ctl")
-    base = Path(tempfile.mkdtemp(prefix="dts-pg-", dir="/tmp"))
-    base.chmod(0o755)
-    data = base / "data"
-    data.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(data, "postgres")
-    port = free_port()
-    subprocess.run(
-        as_postgres([initdb, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "start"]),
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    try:
-        with contextlib.closing(psycopg2.connect(host="127.0.0.1", port=port, user="airflow", dbname="postgres")) as c:
-            c.autocommit = True
-            c.cursor().execute("CREATE DATABASE airflow")
-        yield f"postgresql+psycopg2://airflow@127.0.0.1:{port}/airflow"
-    finally:
-        subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def init_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -111,6 +61,11 @@ def pause_states(url: str) -> dict[str, bool]:
     with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT dag_id, is_paused FROM dag")
         return dict(cursor.fetchall())
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres: Postgres) -> str:
+    return postgres.new_database("airflow_init")
 
 
 def test_pauses_every_dag_in_development_only(tmp_path: Path, postgres_url: str) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, require
+from tests.conftest import REPO, free_port, require, require_binary
+from tests.test_haproxy import wait_for_port
 
 DOCKER_DIR = REPO / "docker"
 BASE = "docker-compose.yaml"
@@ -270,3 +271,42 @@ def test_dockerignore_lets_through_what_the_dockerfile_copies() -> None:
     # airflow-init runs the script from where the image puts it
     assert "/opt/dts/airflow-init.sh" in dockerfile
     assert '["/opt/dts/airflow-init.sh"]' in (DOCKER_DIR / BASE).read_text()
+
+
+def test_redis_command_and_healthcheck_enforce_the_password(tmp_path: Path) -> None:
+    """The redis service's shell command and healthcheck, run with Debian's Redis on a free port."""
+    real_server, real_cli = require_binary("redis-server"), require_binary("redis-cli")
+    redis = config(tmp_path, {})["services"]["redis"]
+    command = [part.replace("$$", "$") for part in redis["command"]]
+    kind, check = redis["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    port = free_port()
+    bin_dir = tmp_path / "bin"  # the container's redis binaries, pointed at a free port
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").write_text(f'#!/bin/sh\nexec {real_server} "$@" --port {port} --save ""\n')
+    (bin_dir / "redis-cli").write_text(f'#!/bin/sh\nexec {real_cli} -p {port} "$@"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+
+    def healthcheck(password: str) -> int:
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": password}
+        return subprocess.run(["sh", "-c", check.replace("$$", "$")], env=env, capture_output=True).returncode
+
+    for password in ("s3cret-redis-pw", ""):
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": password}
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, server)
+            anonymous = subprocess.run([real_cli, "-p", str(port), "ping"], capture_output=True, text=True).stdout
+            if password:
+                assert "NOAUTH" in anonymous
+                assert healthcheck(password) == 0
+                assert healthcheck("wrong-password") != 0
+                # the password went in through stdin: it is not in the server's command line
+                assert password not in Path(f"/proc/{server.pid}/cmdline").read_text()
+            else:
+                assert anonymous.strip() == "PONG"
+                assert healthcheck("") == 0
+        finally:
+            server.terminate()
+            server.wait(10)

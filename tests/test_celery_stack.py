@@ -1,0 +1,371 @@
+"""The compose stack's services, run as local processes with the environment compose gives them.
+
+No Docker engine runs here, so each service of docker/docker-compose.yaml runs as a process with
+exactly the environment `docker compose config` resolves for it. What a container would provide
+is mapped, and only that: container host names (postgres, redis, airflow-apiserver) become
+loopback ports, container paths become temporary folders, and the hostname callable is pinned so
+that `airflow jobs check --hostname $HOSTNAME` sees the same name a container would. Everything
+else is real: Postgres, Redis with a password, airflow-init.sh (FAB admin user), API server,
+scheduler, DAG processor, a Celery worker, Flower, HAProxy (haproxy/haproxy.cfg) in front, and the
+dev vault as 1Password Connect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_dts_provider.devvault import DevVaultServer
+from tests.conftest import CANARY, REPO, TESTS, TOKEN, Postgres, _start, _stop, free_port, require_binary
+from tests.test_deploy_compose import config
+from tests.test_haproxy import wait_for_port
+from tests.test_secrets_backend_airflow import EXPECTED_DIGESTS
+
+DAG_ID = "secrets_backend_e2e"
+CARELESS_DAG_ID = "careless_logging_e2e"
+# A task that prints a secret by mistake, the way a DAG author might while debugging.
+CARELESS_DAG = """
+import logging
+import pendulum
+from airflow.sdk import Variable, dag, task
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+def careless_logging_e2e():
+    @task
+    def careless() -> None:
+        value = Variable.get("canary_var")
+        print(f"careless print: {value}")
+        logging.getLogger(__name__).info("careless log line: %s", value)
+
+    careless()
+
+
+careless_logging_e2e()
+"""
+ADMIN, ADMIN_PASSWORD = "admin", "stack-admin-password"
+REDIS_PASSWORD = "redis-password-for-the-stack"
+FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
+HOSTNAME = socket.gethostname()
+REDIS_NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+AIRFLOW_PROCESSES = (
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "flower",
+    "airflow-cli",
+)
+
+
+@dataclass
+class Stack:
+    home: Path
+    ports: dict[str, int]
+    envs: dict[str, dict[str, str]]
+    healthchecks: dict[str, list[str]]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def ui(self) -> str:
+        return f"http://127.0.0.1:{self.ports['haproxy_airflow']}"
+
+    @property
+    def flower(self) -> str:
+        return f"http://127.0.0.1:{self.ports['haproxy_flower']}"
+
+    def console(self, service: str) -> str:
+        return (self.home / f"{service}.log").read_text(errors="replace")
+
+    def alive(self) -> None:
+        for name, proc in self.procs.items():
+            assert proc.poll() is None, f"{name} exited:\n{self.console(name)[-3000:]}"
+
+
+def to_local(value: str, ports: dict[str, int]) -> str:
+    """Container host names -> the loopback ports the test's services listen on."""
+    return (
+        value.replace("$$", "$")
+        .replace("@postgres/", f"@127.0.0.1:{ports['postgres']}/")
+        .replace("@redis:6379", f"@127.0.0.1:{ports['redis']}")
+        .replace("http://airflow-apiserver:8080", f"http://127.0.0.1:{ports['api']}")
+        .replace("http://localhost:8080", f"http://127.0.0.1:{ports['api']}")
+        .replace("http://localhost:8974", f"http://127.0.0.1:{ports['scheduler_health']}")
+        .replace("http://localhost:5555", f"http://127.0.0.1:{ports['flower']}")
+    )
+
+
+def wait_until(check: Callable[[], bool], stack: Stack, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        stack.alive()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+@contextlib.contextmanager
+def redis_server(port: int, log: Path) -> Iterator[None]:
+    redis = require_binary("redis-server")
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                redis,
+                *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+                "--requirepass",
+                REDIS_PASSWORD,
+            ],
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_for_port(port, proc)  # type: ignore[arg-type]
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres, devvault_server: DevVaultServer
+) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("celery_stack")
+    dags = home / "dags"
+    dags.mkdir()
+    shutil.copy(TESTS / "dags" / f"{DAG_ID}.py", dags)
+    (dags / f"{CARELESS_DAG_ID}.py").write_text(CARELESS_DAG)
+    (home / "digests").mkdir()
+    names = ("api", "redis", "flower", "scheduler_health", "worker_logs", "haproxy_airflow", "haproxy_flower")
+    ports = {name: free_port() for name in names}
+    database = postgres.new_database("celery_stack")
+    ports["postgres"] = postgres.port
+    compose_env = {
+        "ENVIRONMENT": "development",
+        "_AIRFLOW_WWW_USER_USERNAME": ADMIN,
+        "_AIRFLOW_WWW_USER_PASSWORD": ADMIN_PASSWORD,
+        "_AIRFLOW__CORE__FERNET_KEY": FERNET_KEY,
+        "_AIRFLOW__WEBSERVER__BASE_URL": f"http://127.0.0.1:{ports['haproxy_airflow']}",
+        "OP_CONNECT": devvault_server.url,
+        "OP_API_TOKEN": TOKEN,
+        "OP_VAULT_ID": "Airflow Vault",
+        "POSTGRES_DB": database.rsplit("/", 1)[1],
+        "REDIS_PASSWORD": REDIS_PASSWORD,
+    }
+    services = config(home, compose_env, profile="cli")["services"]
+    local = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "HOSTNAME": HOSTNAME,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
+        "AIRFLOW__API__PORT": str(ports["api"]),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(ports["scheduler_health"]),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
+        "AIRFLOW__CELERY__FLOWER_PORT": str(ports["flower"]),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",  # 16 by default; this machine has 2 cores
+        "DTS_E2E_DIGEST_DIR": str(home / "digests"),
+    }
+    envs = {
+        name: {k: to_local(str(v), ports) for k, v in services[name]["environment"].items()} | local
+        for name in AIRFLOW_PROCESSES
+    }
+    healthchecks = {
+        name: [to_local(part, ports) for part in services[name]["healthcheck"]["test"]]
+        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "flower")
+    }
+    stack = Stack(home, ports, envs, healthchecks)
+
+    with redis_server(ports["redis"], home / "redis.log"):
+        init = subprocess.run(
+            ["bash", str(REPO / "docker" / "airflow-init.sh")],
+            env=envs["airflow-init"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        (home / "airflow-init.log").write_text(init.stdout + init.stderr)
+        assert init.returncode == 0, (init.stdout + init.stderr)[-5000:]
+        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "flower"):
+            command = services[name]["command"]
+            stack.procs[name] = _start(list(command), envs[name], home / f"{name}.log")
+        haproxy_env = {
+            "PATH": os.environ["PATH"],
+            "HAPROXY_AIRFLOW_BIND": f"127.0.0.1:{ports['haproxy_airflow']}",
+            "HAPROXY_FLOWER_BIND": f"127.0.0.1:{ports['haproxy_flower']}",
+            "AIRFLOW_APISERVER_ADDR": f"127.0.0.1:{ports['api']}",
+            "FLOWER_ADDR": f"127.0.0.1:{ports['flower']}",
+            "HAPROXY_DNS": "127.0.0.1:1",
+        }
+        with (home / "haproxy.log").open("w") as out:
+            haproxy = subprocess.Popen(
+                [require_binary("haproxy"), "-W", "-db", "-f", str(REPO / "haproxy" / "haproxy.cfg")],
+                env=haproxy_env,
+                stdout=out,
+                stderr=out,
+            )
+        try:
+            wait_until(lambda: ok(f"{stack.ui}/api/v2/monitor/health"), stack, 180, "the API server via HAProxy")
+            yield stack
+        finally:
+            haproxy.terminate()
+            haproxy.wait(10)
+            for proc in stack.procs.values():
+                _stop(proc)
+
+
+def ok(url: str, **kwargs: Any) -> bool:
+    try:
+        return httpx.get(url, timeout=5, **kwargs).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def token(stack: Stack, password: str = ADMIN_PASSWORD) -> httpx.Response:
+    return httpx.post(f"{stack.ui}/auth/token", json={"username": ADMIN, "password": password}, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> httpx.Client:
+    response = token(stack)
+    assert response.status_code in (200, 201), response.text
+    return httpx.Client(
+        base_url=f"{stack.ui}/api/v2",
+        headers={"Authorization": f"Bearer {response.json()['access_token']}"},
+        timeout=30,
+    )
+
+
+def test_admin_user_from_airflow_init_logs_in_through_haproxy(stack: Stack) -> None:
+    assert token(stack, "not-the-password").status_code == 401
+    assert token(stack).status_code in (200, 201)
+
+
+@pytest.fixture(scope="module")
+def dag_run(stack: Stack, api: httpx.Client) -> dict[str, Any]:
+    wait_until(lambda: api.get(f"/dags/{DAG_ID}").status_code == 200, stack, 180, "the DAG processor")
+    dag = api.get(f"/dags/{DAG_ID}").json()
+    assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
+    run = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+    assert run.status_code == 200, run.text
+    run_id = run.json()["dag_run_id"]
+
+    def finished() -> bool:
+        return api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"] in ("success", "failed")
+
+    wait_until(finished, stack, 240, "the DAG run")
+    instances = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    return {"dag": dag, "run_id": run_id, "instances": instances}
+
+
+def test_new_dags_start_paused(dag_run: dict[str, Any]) -> None:
+    assert dag_run["dag"]["is_paused"] is True
+
+
+def test_dag_runs_on_the_celery_worker_with_secrets_from_1password(stack: Stack, dag_run: dict[str, Any]) -> None:
+    states = {ti["task_id"]: ti["state"] for ti in dag_run["instances"]}
+    assert states == dict.fromkeys(("render_templates", "lookups_in_task", "hook_with_conn_id"), "success"), (
+        stack.console("airflow-worker")[-3000:]
+    )
+    # the worker resolved every value through the [workers] secrets backend
+    digests = {p.stem: p.read_text().strip() for p in (stack.home / "digests").glob("*.txt")}
+    assert digests == EXPECTED_DIGESTS
+    # and it was the Celery worker that ran them
+    worker_console = stack.console("airflow-worker")
+    assert "execute_workload" in worker_console
+    assert all(ti["hostname"] == HOSTNAME for ti in dag_run["instances"])
+
+
+def test_no_secret_in_task_logs_or_worker_console(stack: Stack, api: httpx.Client, dag_run: dict[str, Any]) -> None:
+    response = api.get(f"/dags/{DAG_ID}/dagRuns/{dag_run['run_id']}/taskInstances/render_templates/logs/1")
+    assert response.status_code == 200, response.text
+    log = json.dumps(response.json())
+    assert "sha256sum" in log  # the rendered command was logged ...
+    assert CANARY not in log  # ... with the secret masked
+    assert "***" in log
+    for service in ("airflow-worker", "airflow-scheduler", "airflow-dag-processor", "airflow-apiserver", "flower"):
+        assert CANARY not in stack.console(service), f"canary in the console of {service}"
+
+
+def test_flower_through_haproxy_shows_the_worker(stack: Stack, dag_run: dict[str, Any]) -> None:
+    response = httpx.get(f"{stack.flower}/workers", timeout=30)
+    assert response.status_code == 200
+    assert f"celery@{HOSTNAME}" in response.text
+    assert httpx.get(f"{stack.flower}/healthcheck", timeout=30).text == "OK"
+
+
+def test_compose_healthchecks_pass_against_the_running_services(stack: Stack, dag_run: dict[str, Any]) -> None:
+    for name, check in stack.healthchecks.items():
+        kind, *command = check
+        argv = ["sh", "-c", command[0]] if kind == "CMD-SHELL" else command
+        result = subprocess.run(argv, env=stack.envs[name], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{name}: {argv}\n{result.stdout}\n{result.stderr}"
+
+
+def test_remote_worker_environment_points_at_the_main_host(tmp_path: Path) -> None:
+    """The remote worker's settings resolve to the main host's Redis, Postgres and API server."""
+    services = config(
+        tmp_path,
+        {"AIRFLOW_MAIN_HOST": "main.internal", "_AIRFLOW__WEBSERVER__BASE_URL": "https://airflow.internal"},
+        profile="remote-worker",
+    )["services"]
+    env = services["airflow-remote-worker"]["environment"]
+    assert "@main.internal:6379/" in env["AIRFLOW__CELERY__BROKER_URL"]
+    assert "@main.internal:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "https://airflow.internal/execution/"
+    assert services["airflow-remote-worker"]["command"][-1] == "remote"
+    assert json.loads(env["AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS"])["vault"]
+
+
+def run_dag(stack: Stack, api: httpx.Client, dag_id: str) -> str:
+    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, stack, 180, f"{dag_id} parsed")
+    assert api.patch(f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+    run = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+    assert run.status_code == 200, run.text
+    run_id: str = run.json()["dag_run_id"]
+    wait_until(
+        lambda: api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed"),
+        stack,
+        240,
+        f"a run of {dag_id}",
+    )
+    assert api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] == "success"
+    return run_id
+
+
+@pytest.mark.parametrize("mirroring", ["false", "true"])
+def test_a_careless_print_is_masked_in_task_log_and_worker_console(
+    stack: Stack, api: httpx.Client, dag_run: dict[str, Any], mirroring: str
+) -> None:
+    """With [celery] task_logs_to_stdout off (compose) or on, a secret printed by a task shows as ***."""
+    for name in [n for n in stack.procs if n.startswith("airflow-worker")]:
+        _stop(stack.procs.pop(name))
+    worker = f"airflow-worker-mirroring-{mirroring}"
+    env = stack.envs["airflow-worker"] | {"AIRFLOW__CELERY__TASK_LOGS_TO_STDOUT": mirroring}
+    stack.procs[worker] = _start(["celery", "worker"], env, stack.home / f"{worker}.log")
+    run_id = run_dag(stack, api, CARELESS_DAG_ID)
+    response = api.get(f"/dags/{CARELESS_DAG_ID}/dagRuns/{run_id}/taskInstances/careless/logs/1")
+    log = json.dumps(response.json())
+    assert "careless print: ***" in log
+    assert "careless log line: ***" in log
+    assert CANARY not in log
+    console = stack.console(worker)
+    assert CANARY not in console
+    assert ("careless print: ***" in console) == (mirroring == "true")
