@@ -133,6 +133,7 @@ def test_changed_certificate_is_installed_and_haproxy_reloaded(setup: Setup) -> 
     assert pem == (second / "fullchain.pem").read_text() + (second / "privkey.pem").read_text()
     assert (setup.ssl_dir / f"{AIRFLOW_HOST}.pem").stat().st_mode & 0o777 == 0o640
     assert setup.reload_count() == 1
+    assert setup.calls.read_text().splitlines()[-1] == "certbot renew --http-01-port 8888"
     assert f"{AIRFLOW_HOST}: installed new certificate" in result.stdout
     assert "HAProxy reloaded" in result.stdout
     # the running HAProxy now serves the new certificate, without a restart
@@ -184,4 +185,13 @@ def test_mismatched_key_is_refused(setup: Setup) -> None:
     assert result.returncode != 0
     assert "do not match" in result.stdout
     assert (setup.ssl_dir / f"{AIRFLOW_HOST}.pem").read_bytes() == before
+    assert setup.reload_count() == 0
+
+
+def test_a_missing_lineage_is_an_error_that_names_it(setup: Setup) -> None:
+    result = setup.renew("nothing", DOMAINS=f"{AIRFLOW_HOST} missing.test")
+    assert result.returncode != 0
+    assert f"{AIRFLOW_HOST}: unchanged" in result.stdout  # the others are still handled
+    assert "missing.test" in result.stdout
+    assert "fullchain.pem or privkey.pem is missing" in result.stdout
     assert setup.reload_count() == 0

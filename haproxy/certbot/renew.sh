@@ -11,7 +11,9 @@
 #   LETSENCRYPT_DIR    certbot's config dir (default /etc/letsencrypt)
 #   SSL_DIR            where HAProxy reads certificates (default: haproxy/ssl next to this script)
 #   SSL_GID            group that may read the pems: the haproxy image's user is 99 (default 99)
-#   CERTBOT            certbot command (default certbot); CERTBOT_ARGS: extra `certbot renew` args
+#   CERTBOT            certbot command (default certbot)
+#   CERTBOT_ARGS       `certbot renew` options (default --http-01-port 8888: HAProxy owns port 80 and
+#                      forwards ACME challenges to 8888; ignored for DNS challenges)
 #   HAPROXY_RELOAD_CMD reload command (default: SIGHUP to the production compose's haproxy)
 #   LOCK_FILE          default /run/lock/dts-certbot-renew.lock (or /tmp if /run/lock is missing)
 set -euo pipefail
@@ -22,7 +24,7 @@ LETSENCRYPT_DIR="${LETSENCRYPT_DIR:-/etc/letsencrypt}"
 SSL_DIR="${SSL_DIR:-$REPO/haproxy/ssl}"
 SSL_GID="${SSL_GID:-99}"
 CERTBOT="${CERTBOT:-certbot}"
-CERTBOT_ARGS="${CERTBOT_ARGS:-}"
+CERTBOT_ARGS="${CERTBOT_ARGS---http-01-port 8888}"
 HAPROXY_RELOAD_CMD="${HAPROXY_RELOAD_CMD:-docker compose --project-directory $REPO/docker -f $REPO/docker/docker-compose.yaml -f $REPO/docker/docker-compose-production.yaml kill -s HUP haproxy}"
 LOCK_DIR=/run/lock
 [ -d "$LOCK_DIR" ] || LOCK_DIR=/tmp
