@@ -6,7 +6,8 @@
 #   3. create the admin user from _AIRFLOW_WWW_USER_USERNAME/_PASSWORD (FAB auth manager);
 #   4. in development, pause every DAG so nothing runs by surprise on a laptop.
 # It runs on every `docker compose up`, so each step is safe to repeat.
-# `airflow-init.sh --check` stops after step 1 (docker compose run --rm airflow-init /opt/dts/airflow-init.sh --check).
+# `airflow-init.sh --check` stops after step 1:
+#   docker compose run --rm --no-deps airflow-init /opt/dts/airflow-init.sh --check
 set -euo pipefail
 
 ENVIRONMENT="${ENVIRONMENT:-development}"

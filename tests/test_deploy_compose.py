@@ -209,6 +209,10 @@ def test_production_merge_replaces_ports_config_and_environment(tmp_path: Path) 
         assert env["AIRFLOW__SECRETS__BACKEND"] == BACKEND  # kept from the base file
     assert cfg["services"]["redis"]["environment"]["REDIS_PASSWORD"] == "redis-password-for-tests"
     assert "redis-password-for-tests" in cfg["services"]["airflow-worker"]["environment"]["AIRFLOW__CELERY__BROKER_URL"]
+    # the production environment leaves the remote worker pointed at the main host
+    remote = cfg["services"]["airflow-remote-worker"]["environment"]
+    assert "@main-host:6379/" in remote["AIRFLOW__CELERY__BROKER_URL"]
+    assert "redis-password-for-tests" in remote["AIRFLOW__CELERY__BROKER_URL"]
     init_env = cfg["services"]["airflow-init"]["environment"]
     assert init_env["_AIRFLOW_WWW_USER_PASSWORD"] == "a-long-real-password"
 
