@@ -28,8 +28,18 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_dts_provider.devvault import DevVaultServer
-from tests.conftest import CANARY, REPO, TESTS, TOKEN, Postgres, _start, _stop, free_port, require_binary
+from tests.conftest import (
+    CANARY,
+    REPO,
+    TESTS,
+    VAULT_FILE,
+    Postgres,
+    _start,
+    _stop,
+    free_port,
+    require_binary,
+    run_airflow,
+)
 from tests.test_deploy_compose import config
 from tests.test_haproxy import wait_for_port
 from tests.test_secrets_backend_airflow import EXPECTED_DIGESTS
@@ -61,6 +71,14 @@ REDIS_PASSWORD = "redis-password-for-the-stack"
 FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
 HOSTNAME = socket.gethostname()
 REDIS_NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+HEALTHCHECKED = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "flower",
+    "dev-vault",
+)
 AIRFLOW_PROCESSES = (
     "airflow-init",
     "airflow-apiserver",
@@ -106,6 +124,8 @@ def to_local(value: str, ports: dict[str, int]) -> str:
         .replace("http://localhost:8080", f"http://127.0.0.1:{ports['api']}")
         .replace("http://localhost:8974", f"http://127.0.0.1:{ports['scheduler_health']}")
         .replace("http://localhost:5555", f"http://127.0.0.1:{ports['flower']}")
+        .replace("http://dev-vault:8089", f"http://127.0.0.1:{ports['dev_vault']}")
+        .replace("http://localhost:8089", f"http://127.0.0.1:{ports['dev_vault']}")
     )
 
 
@@ -132,7 +152,7 @@ def redis_server(port: int, log: Path) -> Iterator[None]:
             stderr=out,
         )
     try:
-        wait_for_port(port, proc)  # type: ignore[arg-type]
+        wait_for_port(port, proc)
         yield
     finally:
         proc.terminate()
@@ -140,9 +160,7 @@ def redis_server(port: int, log: Path) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres, devvault_server: DevVaultServer
-) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("celery_stack")
     dags = home / "dags"
     dags.mkdir()
@@ -150,6 +168,7 @@ def stack(
     (dags / f"{CARELESS_DAG_ID}.py").write_text(CARELESS_DAG)
     (home / "digests").mkdir()
     names = ("api", "redis", "flower", "scheduler_health", "worker_logs", "haproxy_airflow", "haproxy_flower")
+    names += ("dev_vault",)
     ports = {name: free_port() for name in names}
     database = postgres.new_database("celery_stack")
     ports["postgres"] = postgres.port
@@ -159,13 +178,13 @@ def stack(
         "_AIRFLOW_WWW_USER_PASSWORD": ADMIN_PASSWORD,
         "_AIRFLOW__CORE__FERNET_KEY": FERNET_KEY,
         "_AIRFLOW__WEBSERVER__BASE_URL": f"http://127.0.0.1:{ports['haproxy_airflow']}",
-        "OP_CONNECT": devvault_server.url,
-        "OP_API_TOKEN": TOKEN,
+        # OP_CONNECT and OP_API_TOKEN keep their defaults: the dev-vault service, serving the tests' vault
+        "DEVVAULT_FILE": str(VAULT_FILE),
         "OP_VAULT_ID": "Airflow Vault",
         "POSTGRES_DB": database.rsplit("/", 1)[1],
         "REDIS_PASSWORD": REDIS_PASSWORD,
     }
-    services = config(home, compose_env, profile="cli")["services"]
+    services = config(home, compose_env, profile="*")["services"]
     local = {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "HOME": str(home),
@@ -188,10 +207,24 @@ def stack(
         for name in AIRFLOW_PROCESSES
     }
     healthchecks = {
-        name: [to_local(part, ports) for part in services[name]["healthcheck"]["test"]]
-        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "flower")
+        name: [to_local(part, ports) for part in services[name]["healthcheck"]["test"]] for name in HEALTHCHECKED
     }
     stack = Stack(home, ports, envs, healthchecks)
+
+    # the dev-vault service: its entrypoint and command, the vault file its volume mounts, its token
+    dev_vault = services["dev-vault"]
+    vault_mount = next(v for v in dev_vault["volumes"] if v["target"] == "/opt/dts/vault.yaml")
+    assert vault_mount["source"] == str(VAULT_FILE)
+    dev_vault_argv = [
+        {"8089": str(ports["dev_vault"]), "/opt/dts/vault.yaml": vault_mount["source"]}.get(arg, arg)
+        for arg in [*dev_vault["entrypoint"], *dev_vault["command"]]
+    ]
+    envs["dev-vault"] = {k: to_local(str(v), ports) for k, v in dev_vault["environment"].items()} | local
+    with (home / "dev-vault.log").open("w") as out:
+        stack.procs["dev-vault"] = subprocess.Popen(
+            dev_vault_argv, env=envs["dev-vault"], stdout=out, stderr=out, start_new_session=True
+        )
+    wait_for_port(ports["dev_vault"], stack.procs["dev-vault"])
 
     with redis_server(ports["redis"], home / "redis.log"):
         init = subprocess.run(
@@ -317,6 +350,16 @@ def test_compose_healthchecks_pass_against_the_running_services(stack: Stack, da
         argv = ["sh", "-c", command[0]] if kind == "CMD-SHELL" else command
         result = subprocess.run(argv, env=stack.envs[name], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{name}: {argv}\n{result.stdout}\n{result.stderr}"
+
+
+def test_the_teams_dags_test_command_runs_with_the_cli_environment(stack: Stack, dag_run: dict[str, Any]) -> None:
+    """`docker compose run --rm airflow-cli dags test <dag-id>`: the image runs `airflow dags test`."""
+    digests = stack.home / "digests"
+    for old in digests.glob("*.txt"):
+        old.unlink()
+    result = run_airflow(["dags", "test", DAG_ID], stack.envs["airflow-cli"], timeout=240)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert {p.stem: p.read_text().strip() for p in digests.glob("*.txt")} == EXPECTED_DIGESTS
 
 
 def test_remote_worker_environment_points_at_the_main_host(tmp_path: Path) -> None:

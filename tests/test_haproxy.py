@@ -90,7 +90,7 @@ def backends() -> Iterator[dict[str, StandIn]]:
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "haproxy exited"
+        assert proc.poll() is None, f"{proc.args[0]} exited"
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return
         time.sleep(0.1)
