@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, free_port, require_binary
-from tests.test_haproxy import AIRFLOW_HOST, FLOWER_HOST, make_certificate, running_haproxy
+from tests.test_haproxy import AIRFLOW_HOST, FLOWER_HOST, make_certificate, running_haproxy, wait_until
 
 RENEW = REPO / "haproxy" / "certbot" / "renew.sh"
 STAND_IN_CERTBOT = """#!/usr/bin/env bash
@@ -120,8 +120,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 
 def wait_for_certificate(setup: Setup, expected: bytes) -> None:
-    from tests.test_haproxy import wait_until
-
     wait_until(lambda: setup.served_certificate() == expected, timeout=20)
 
 

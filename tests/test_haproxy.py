@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +37,6 @@ class StandIn:
     """A backend that answers every path with its name and records what it was sent."""
 
     name: str
-    health_path: str
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -78,9 +77,9 @@ class StandIn:
 @pytest.fixture
 def backends() -> Iterator[dict[str, StandIn]]:
     stand_ins = {
-        "airflow": StandIn("airflow", "/api/v2/monitor/health").start(),
-        "flower": StandIn("flower", "/healthcheck").start(),
-        "certbot": StandIn("certbot", "").start(),
+        "airflow": StandIn("airflow").start(),
+        "flower": StandIn("flower").start(),
+        "certbot": StandIn("certbot").start(),
     }
     yield stand_ins
     for stand_in in stand_ins.values():
@@ -213,10 +212,10 @@ def test_local_config_routes_by_port_without_auth(tmp_path: Path, backends: dict
         wait_until(lambda: "/healthcheck" in backends["flower"].paths())
 
 
-def wait_until(condition: object, timeout: float = 15) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(0.2)
     raise AssertionError("condition not met in time")
