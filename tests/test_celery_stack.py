@@ -291,19 +291,29 @@ def test_admin_user_from_airflow_init_logs_in_through_haproxy(stack: Stack) -> N
     assert token(stack).status_code in (200, 201)
 
 
+def run_dag(stack: Stack, api: httpx.Client, dag_id: str) -> tuple[dict[str, Any], str]:
+    """Wait for the DAG processor, unpause, trigger through the REST API, wait for the run to end.
+
+    Returns the DAG as it was before it was unpaused, and the run id.
+    """
+    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, stack, 180, f"{dag_id} parsed")
+    dag = api.get(f"/dags/{dag_id}").json()
+    assert api.patch(f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+    run = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+    assert run.status_code == 200, run.text
+    run_id: str = run.json()["dag_run_id"]
+    wait_until(
+        lambda: api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed"),
+        stack,
+        240,
+        f"a run of {dag_id}",
+    )
+    return dag, run_id
+
+
 @pytest.fixture(scope="module")
 def dag_run(stack: Stack, api: httpx.Client) -> dict[str, Any]:
-    wait_until(lambda: api.get(f"/dags/{DAG_ID}").status_code == 200, stack, 180, "the DAG processor")
-    dag = api.get(f"/dags/{DAG_ID}").json()
-    assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
-    run = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
-    assert run.status_code == 200, run.text
-    run_id = run.json()["dag_run_id"]
-
-    def finished() -> bool:
-        return api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"] in ("success", "failed")
-
-    wait_until(finished, stack, 240, "the DAG run")
+    dag, run_id = run_dag(stack, api, DAG_ID)
     instances = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
     return {"dag": dag, "run_id": run_id, "instances": instances}
 
@@ -377,22 +387,6 @@ def test_remote_worker_environment_points_at_the_main_host(tmp_path: Path) -> No
     assert json.loads(env["AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS"])["vault"]
 
 
-def run_dag(stack: Stack, api: httpx.Client, dag_id: str) -> str:
-    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, stack, 180, f"{dag_id} parsed")
-    assert api.patch(f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
-    run = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
-    assert run.status_code == 200, run.text
-    run_id: str = run.json()["dag_run_id"]
-    wait_until(
-        lambda: api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed"),
-        stack,
-        240,
-        f"a run of {dag_id}",
-    )
-    assert api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] == "success"
-    return run_id
-
-
 @pytest.mark.parametrize("mirroring", ["false", "true"])
 def test_a_careless_print_is_masked_in_task_log_and_worker_console(
     stack: Stack, api: httpx.Client, dag_run: dict[str, Any], mirroring: str
@@ -403,7 +397,8 @@ def test_a_careless_print_is_masked_in_task_log_and_worker_console(
     worker = f"airflow-worker-mirroring-{mirroring}"
     env = stack.envs["airflow-worker"] | {"AIRFLOW__CELERY__TASK_LOGS_TO_STDOUT": mirroring}
     stack.procs[worker] = _start(["celery", "worker"], env, stack.home / f"{worker}.log")
-    run_id = run_dag(stack, api, CARELESS_DAG_ID)
+    _, run_id = run_dag(stack, api, CARELESS_DAG_ID)
+    assert api.get(f"/dags/{CARELESS_DAG_ID}/dagRuns/{run_id}").json()["state"] == "success", stack.console(worker)
     response = api.get(f"/dags/{CARELESS_DAG_ID}/dagRuns/{run_id}/taskInstances/careless/logs/1")
     log = json.dumps(response.json())
     assert "careless print: ***" in log

@@ -217,19 +217,18 @@ def test_production_merge_replaces_ports_config_and_environment(tmp_path: Path) 
     assert init_env["_AIRFLOW_WWW_USER_PASSWORD"] == "a-long-real-password"
 
 
-@pytest.mark.parametrize(
-    "missing",
-    [
-        "_AIRFLOW__CORE__FERNET_KEY",
-        "_AIRFLOW_WWW_USER_PASSWORD",
-        "AIRFLOW_JWT_SECRET",
-        "OP_API_TOKEN",
-        "POSTGRES_PASSWORD",
-        "REDIS_PASSWORD",
-        "FLOWER_PASSWORD_HASH",
-        "FLOWER_HOST",
-    ],
-)
+REQUIRED_IN_PRODUCTION = sorted(set(re.findall(r"\$\{(\w+):\?", (DOCKER_DIR / PRODUCTION).read_text())))
+
+
+def test_readme_lists_exactly_the_variables_production_requires() -> None:
+    readme = (REPO / "README.md").read_text()
+    paragraph = readme[readme.index("refuses to start while any secret is missing") :]
+    paragraph = paragraph[: paragraph.index("\n\n")]
+    assert set(re.findall(r"`(\w+)`", paragraph)) == set(REQUIRED_IN_PRODUCTION)
+    assert set(REQUIRED_IN_PRODUCTION) <= set(PRODUCTION_ENV)
+
+
+@pytest.mark.parametrize("missing", REQUIRED_IN_PRODUCTION)
 def test_production_refuses_to_start_without(missing: str, tmp_path: Path) -> None:
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
     result = compose(tmp_path, env, "config", "--quiet", files=(BASE, PRODUCTION), check=False)
