@@ -8,6 +8,7 @@ pinned compose binary into .venv/bin).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -314,3 +315,59 @@ def test_redis_command_and_healthcheck_enforce_the_password(tmp_path: Path) -> N
         finally:
             server.terminate()
             server.wait(10)
+
+
+NEWCOMER_CHECK = """
+import json, os, runpy
+import airflow  # first, as in every Airflow process: it loads the configured secrets backend
+from airflow_dts_provider._onepassword import ConnectSettings, OnePasswordClient
+from airflow_dts_provider.secrets.onepassword import OnePasswordBackend
+
+backend = OnePasswordBackend(**json.loads(os.environ["AIRFLOW__SECRETS__BACKEND_KWARGS"]))
+client = OnePasswordClient(ConnectSettings.from_env())
+found = {
+    "conn warehouse": backend.get_conn_value("warehouse") is not None,
+    "var socrata_dataset_id": backend.get_variable("socrata_dataset_id") is not None,
+    "var knack_api_key": backend.get_variable("knack_api_key") is not None,
+}
+for example in ("onepassword_hook_example", "secret_docker_example"):
+    secrets = runpy.run_path(f"{os.environ['EXAMPLES']}/{example}.py")["REQUIRED_SECRETS"]
+    found[example] = sorted(client.resolve_many(secrets)) == sorted(secrets)
+print(json.dumps(found))
+"""
+
+
+def test_newcomer_defaults_serve_what_the_example_dags_read(tmp_path: Path) -> None:
+    """`--profile dev-vault` with an empty .env: the Airflow containers' defaults reach the dev-vault
+    service, whose default file holds every secret the example DAGs (the default DAGs folder) read."""
+    cfg = config(tmp_path, {}, profile="dev-vault")["services"]
+    dev_vault, worker = cfg["dev-vault"], cfg["airflow-worker"]
+    assert next(v for v in worker["volumes"] if v["target"] == "/opt/airflow/dags")["source"] == str(
+        REPO / "example_dags"
+    )
+    mount = next(v for v in dev_vault["volumes"] if v["target"] == "/opt/dts/vault.yaml")
+    port = free_port()
+    replace = {"8089": str(port), "/opt/dts/vault.yaml": mount["source"]}
+    argv = [replace.get(arg, arg) for arg in [*dev_vault["entrypoint"], *dev_vault["command"]]]
+    argv[0] = sys.executable if argv[0] == "python" else argv[0]
+    server = subprocess.Popen(
+        argv, env={**os.environ, **dev_vault["environment"]}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, server)
+        env = {
+            k: str(v).replace("http://dev-vault:8089", f"http://127.0.0.1:{port}")
+            for k, v in worker["environment"].items()
+        }
+        env |= {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "EXAMPLES": str(REPO / "example_dags")}
+        env["AIRFLOW_HOME"] = str(tmp_path / "airflow")
+        env.pop("AIRFLOW_CONFIG")
+        result = subprocess.run(
+            [sys.executable, "-c", NEWCOMER_CHECK], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        found = json.loads(result.stdout.strip().splitlines()[-1])
+        assert all(found.values()), found
+    finally:
+        server.terminate()
+        server.wait(10)
