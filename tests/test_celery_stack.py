@@ -167,8 +167,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Itera
     shutil.copy(TESTS / "dags" / f"{DAG_ID}.py", dags)
     (dags / f"{CARELESS_DAG_ID}.py").write_text(CARELESS_DAG)
     (home / "digests").mkdir()
-    names = ("api", "redis", "flower", "scheduler_health", "worker_logs", "haproxy_airflow", "haproxy_flower")
-    names += ("dev_vault",)
+    names = (
+        "api",
+        "redis",
+        "flower",
+        "scheduler_health",
+        "worker_logs",
+        "haproxy_airflow",
+        "haproxy_flower",
+        "dev_vault",
+    )
     ports = {name: free_port() for name in names}
     database = postgres.new_database("celery_stack")
     ports["postgres"] = postgres.port
@@ -220,48 +228,48 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Itera
         for arg in [*dev_vault["entrypoint"], *dev_vault["command"]]
     ]
     envs["dev-vault"] = {k: to_local(str(v), ports) for k, v in dev_vault["environment"].items()} | local
-    with (home / "dev-vault.log").open("w") as out:
-        stack.procs["dev-vault"] = subprocess.Popen(
-            dev_vault_argv, env=envs["dev-vault"], stdout=out, stderr=out, start_new_session=True
-        )
-    wait_for_port(ports["dev_vault"], stack.procs["dev-vault"])
-
-    with redis_server(ports["redis"], home / "redis.log"):
-        init = subprocess.run(
-            ["bash", str(REPO / "docker" / "airflow-init.sh")],
-            env=envs["airflow-init"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        (home / "airflow-init.log").write_text(init.stdout + init.stderr)
-        assert init.returncode == 0, (init.stdout + init.stderr)[-5000:]
-        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "flower"):
-            command = services[name]["command"]
-            stack.procs[name] = _start(list(command), envs[name], home / f"{name}.log")
-        haproxy_env = {
-            "PATH": os.environ["PATH"],
-            "HAPROXY_AIRFLOW_BIND": f"127.0.0.1:{ports['haproxy_airflow']}",
-            "HAPROXY_FLOWER_BIND": f"127.0.0.1:{ports['haproxy_flower']}",
-            "AIRFLOW_APISERVER_ADDR": f"127.0.0.1:{ports['api']}",
-            "FLOWER_ADDR": f"127.0.0.1:{ports['flower']}",
-            "HAPROXY_DNS": "127.0.0.1:1",
-        }
-        with (home / "haproxy.log").open("w") as out:
-            haproxy = subprocess.Popen(
-                [require_binary("haproxy"), "-W", "-db", "-f", str(REPO / "haproxy" / "haproxy.cfg")],
-                env=haproxy_env,
-                stdout=out,
-                stderr=out,
+    haproxy: subprocess.Popen[bytes] | None = None
+    try:
+        with (home / "dev-vault.log").open("w") as out:
+            stack.procs["dev-vault"] = subprocess.Popen(
+                dev_vault_argv, env=envs["dev-vault"], stdout=out, stderr=out, start_new_session=True
             )
-        try:
+        wait_for_port(ports["dev_vault"], stack.procs["dev-vault"])
+        with redis_server(ports["redis"], home / "redis.log"):
+            init = subprocess.run(
+                ["bash", str(REPO / "docker" / "airflow-init.sh")],
+                env=envs["airflow-init"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            (home / "airflow-init.log").write_text(init.stdout + init.stderr)
+            assert init.returncode == 0, (init.stdout + init.stderr)[-5000:]
+            for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "flower"):
+                stack.procs[name] = _start(list(services[name]["command"]), envs[name], home / f"{name}.log")
+            haproxy_env = {
+                "PATH": os.environ["PATH"],
+                "HAPROXY_AIRFLOW_BIND": f"127.0.0.1:{ports['haproxy_airflow']}",
+                "HAPROXY_FLOWER_BIND": f"127.0.0.1:{ports['haproxy_flower']}",
+                "AIRFLOW_APISERVER_ADDR": f"127.0.0.1:{ports['api']}",
+                "FLOWER_ADDR": f"127.0.0.1:{ports['flower']}",
+                "HAPROXY_DNS": "127.0.0.1:1",
+            }
+            with (home / "haproxy.log").open("w") as out:
+                haproxy = subprocess.Popen(
+                    [require_binary("haproxy"), "-W", "-db", "-f", str(REPO / "haproxy" / "haproxy.cfg")],
+                    env=haproxy_env,
+                    stdout=out,
+                    stderr=out,
+                )
             wait_until(lambda: ok(f"{stack.ui}/api/v2/monitor/health"), stack, 180, "the API server via HAProxy")
             yield stack
-        finally:
+    finally:
+        if haproxy is not None:
             haproxy.terminate()
             haproxy.wait(10)
-            for proc in stack.procs.values():
-                _stop(proc)
+        for proc in stack.procs.values():
+            _stop(proc)
 
 
 def ok(url: str, **kwargs: Any) -> bool:
