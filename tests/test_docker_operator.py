@@ -57,9 +57,9 @@ def test_construction_makes_no_network_call(devvault: DevVaultServer) -> None:
 @pytest.mark.parametrize(
     ("text", "transient"),
     [
-        ('pinging container registry 127.0.0.1:45503: dial tcp 127.0.0.1:45503: connect: connection refused', True),
-        ("pinging registry 127.0.0.1:45500: invalid status code from registry 500 (Internal Server Error)", True),
-        ("reading manifest latest in 127.0.0.1:45501/team/app: unauthorized: authentication required", False),
+        ('pinging container registry 127.0.0.1:15503: dial tcp 127.0.0.1:15503: connect: connection refused', True),
+        ("pinging registry 127.0.0.1:15500: invalid status code from registry 500 (Internal Server Error)", True),
+        ("reading manifest latest in 127.0.0.1:15501/team/app: unauthorized: authentication required", False),
         ("invalid status code from registry 404 (Not Found)", False),
         ("manifest unknown: manifest unknown", False),
         ("lookup registry.example: no such host", True),
@@ -127,9 +127,9 @@ class FakeRegistry(http.server.ThreadingHTTPServer):
 
 @pytest.fixture(scope="module")
 def registries() -> Iterator[dict[str, str]]:
-    """127.0.0.1:45500 answers 500, :45501 401, :45502 404; :45503 refuses connections."""
-    servers = [FakeRegistry(45500, 500), FakeRegistry(45501, 401), FakeRegistry(45502, 404)]
-    yield {"500": "127.0.0.1:45500", "401": "127.0.0.1:45501", "404": "127.0.0.1:45502", "refused": "127.0.0.1:45503"}
+    """127.0.0.1:15500 answers 500, :15501 401, :15502 404; :15503 refuses connections."""
+    servers = [FakeRegistry(15500, 500), FakeRegistry(15501, 401), FakeRegistry(15502, 404)]
+    yield {"500": "127.0.0.1:15500", "401": "127.0.0.1:15501", "404": "127.0.0.1:15502", "refused": "127.0.0.1:15503"}
     for server in servers:
         server.shutdown()
         server.server_close()
