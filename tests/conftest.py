@@ -33,6 +33,10 @@ VAULT_FILE = TESTS / "data" / "test_vault.yaml"
 TOKEN = "test-token-0d1b2c"
 CANARY = "CANARY-7f3a9c1e-do-not-leak"
 DOCKER_URL = "unix:///tmp/dts-podman/podman.sock"
+#: The Fernet key published in docker/.env.example (and the team's old README); fine on a laptop only.
+EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
+#: A valid key that is not the example one, for the deployment tests.
+TEST_FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
 #: CI sets this so that a test needing a missing tool fails instead of skipping.
 REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
 
@@ -127,6 +131,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float = 15,
+    what: str = "condition",
+    alive: Callable[[], None] | None = None,
+    interval: float = 0.2,
+) -> None:
+    """Poll `condition` until it holds; `alive` may raise early (e.g. when a process it needs exited)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if alive is not None:
+            alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Wait until something accepts connections on 127.0.0.1:`port`, failing at once if `proc` exits."""
+
+    def listening() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+        return False
+
+    def running() -> None:
+        assert proc.poll() is None, f"{proc.args[0]} exited"
+
+    wait_until(listening, timeout, f"something to listen on {port}", alive=running)
 
 
 def airflow_base_env(home: Path, dags_folder: Path) -> dict[str, str]:

@@ -16,11 +16,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.conftest import REPO, Postgres
+from tests.conftest import EXAMPLE_FERNET_KEY, REPO, Postgres
+from tests.conftest import TEST_FERNET_KEY as GOOD_FERNET_KEY
 
 INIT = REPO / "docker" / "airflow-init.sh"
-EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
-GOOD_FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
 GOOD_PASSWORD = "correct-horse-battery"
 
 DAGS = {

@@ -19,8 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import pytest
 from tests.conftest import (
     CANARY,
     REPO,
+    TEST_FERNET_KEY,
     TESTS,
     VAULT_FILE,
     Postgres,
@@ -39,9 +39,10 @@ from tests.conftest import (
     free_port,
     require_binary,
     run_airflow,
+    wait_for_port,
+    wait_until,
 )
 from tests.test_deploy_compose import config
-from tests.test_haproxy import wait_for_port
 from tests.test_secrets_backend_airflow import EXPECTED_DIGESTS
 
 DAG_ID = "secrets_backend_e2e"
@@ -68,7 +69,6 @@ careless_logging_e2e()
 """
 ADMIN, ADMIN_PASSWORD = "admin", "stack-admin-password"
 REDIS_PASSWORD = "redis-password-for-the-stack"
-FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
 HOSTNAME = socket.gethostname()
 REDIS_NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 HEALTHCHECKED = (
@@ -129,14 +129,6 @@ def to_local(value: str, ports: dict[str, int]) -> str:
     )
 
 
-def wait_until(check: Callable[[], bool], stack: Stack, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        stack.alive()
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
-
-
 @contextlib.contextmanager
 def redis_server(port: int, log: Path) -> Iterator[None]:
     redis = require_binary("redis-server")
@@ -184,7 +176,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Itera
         "ENVIRONMENT": "development",
         "_AIRFLOW_WWW_USER_USERNAME": ADMIN,
         "_AIRFLOW_WWW_USER_PASSWORD": ADMIN_PASSWORD,
-        "_AIRFLOW__CORE__FERNET_KEY": FERNET_KEY,
+        "_AIRFLOW__CORE__FERNET_KEY": TEST_FERNET_KEY,
         "_AIRFLOW__WEBSERVER__BASE_URL": f"http://127.0.0.1:{ports['haproxy_airflow']}",
         # OP_CONNECT and OP_API_TOKEN keep their defaults: the dev-vault service, serving the tests' vault
         "DEVVAULT_FILE": str(VAULT_FILE),
@@ -262,7 +254,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Itera
                     stdout=out,
                     stderr=out,
                 )
-            wait_until(lambda: ok(f"{stack.ui}/api/v2/monitor/health"), stack, 180, "the API server via HAProxy")
+            wait_until(
+                lambda: ok(f"{stack.ui}/api/v2/monitor/health"), 180, "the API server via HAProxy", stack.alive, 1
+            )
             yield stack
     finally:
         if haproxy is not None:
@@ -304,7 +298,7 @@ def run_dag(stack: Stack, api: httpx.Client, dag_id: str) -> tuple[dict[str, Any
 
     Returns the DAG as it was before it was unpaused, and the run id.
     """
-    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, stack, 180, f"{dag_id} parsed")
+    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, 180, f"{dag_id} parsed", stack.alive, 1)
     dag = api.get(f"/dags/{dag_id}").json()
     assert api.patch(f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
     run = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
@@ -312,9 +306,10 @@ def run_dag(stack: Stack, api: httpx.Client, dag_id: str) -> tuple[dict[str, Any
     run_id: str = run.json()["dag_run_id"]
     wait_until(
         lambda: api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed"),
-        stack,
         240,
         f"a run of {dag_id}",
+        stack.alive,
+        interval=1,
     )
     return dag, run_id
 

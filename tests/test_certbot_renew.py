@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, require_binary
-from tests.test_haproxy import AIRFLOW_HOST, FLOWER_HOST, make_certificate, running_haproxy, wait_until
+from tests.conftest import REPO, free_port, require_binary, wait_until
+from tests.test_haproxy import AIRFLOW_HOST, FLOWER_HOST, make_certificate, running_haproxy
 
 RENEW = REPO / "haproxy" / "certbot" / "renew.sh"
 STAND_IN_CERTBOT = """#!/usr/bin/env bash

@@ -17,14 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, free_port, require, require_binary
-from tests.test_haproxy import wait_for_port
+from tests.conftest import EXAMPLE_FERNET_KEY, REPO, TEST_FERNET_KEY, free_port, require, require_binary, wait_for_port
 
 DOCKER_DIR = REPO / "docker"
 BASE = "docker-compose.yaml"
 PRODUCTION = "docker-compose-production.yaml"
 BACKEND = "airflow_dts_provider.secrets.onepassword.OnePasswordBackend"
-EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
 
 AIRFLOW_SERVICES = {
     "airflow-apiserver",
@@ -42,7 +40,7 @@ TASK_RUNNERS = {"airflow-worker", "airflow-cli", "airflow-remote-worker"}
 # What a production docker/.env holds (the hash contains '$' and is single-quoted, as documented).
 FLOWER_HASH = "$6$saltsalt$Wv1Y2b0R0mJm7xQ2bY3pQw"
 PRODUCTION_ENV = {
-    "_AIRFLOW__CORE__FERNET_KEY": "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM=",
+    "_AIRFLOW__CORE__FERNET_KEY": TEST_FERNET_KEY,
     "_AIRFLOW__WEBSERVER__BASE_URL": "https://airflow.example.org",
     "_AIRFLOW_WWW_USER_USERNAME": "admin",
     "_AIRFLOW_WWW_USER_PASSWORD": "a-long-real-password",

@@ -11,19 +11,17 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import ssl
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, require_binary
+from tests.conftest import REPO, free_port, require_binary, wait_for_port, wait_until
 
 HAPROXY_DIR = REPO / "haproxy"
 AIRFLOW_HOST = "airflow.test"
@@ -84,16 +82,6 @@ def backends() -> Iterator[dict[str, StandIn]]:
     yield stand_ins
     for stand_in in stand_ins.values():
         stand_in.stop()
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args[0]} exited"
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 @contextlib.contextmanager
@@ -210,15 +198,6 @@ def test_local_config_routes_by_port_without_auth(tmp_path: Path, backends: dict
         # HAProxy health-checks each backend on its real health endpoint
         wait_until(lambda: "/api/v2/monitor/health" in backends["airflow"].paths())
         wait_until(lambda: "/healthcheck" in backends["flower"].paths())
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
