@@ -1,0 +1,1 @@
+"""Tools for DAG authors behind the ``dts-airflow`` command: migrate, lint, preflight."""
