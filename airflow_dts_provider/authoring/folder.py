@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,9 @@ def dag_files(folder: Path, files: Sequence[Path]) -> list[Path]:
 
     if len(files) == 1 and files[0].parent == folder and not (folder / ".airflowignore").exists():
         return list(files)
-    listed = {Path(p).resolve() for p in get_importer_registry().list_dag_files(str(folder), safe_mode=False)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Airflow's ignore-file matcher warns about its own pathspec use
+        listed = {Path(p).resolve() for p in get_importer_registry().list_dag_files(str(folder), safe_mode=False)}
     return [f for f in files if f in listed]
 
 

@@ -309,7 +309,8 @@ def _unused_imports(tree: cst.Module) -> set[tuple[str, str | None, str | None]]
     return unused
 
 
-def _string_findings(text: str) -> list[str]:
+def template_findings(text: str) -> list[str]:
+    """What a Jinja template in ``text`` uses that Airflow 3 removed, with the replacement."""
     reasons = []
     for match in _TEMPLATE_BLOCK.finditer(text):
         body = match.group(1) or match.group(2) or ""
@@ -496,7 +497,7 @@ class _Analysis(cst.CSTVisitor):
         self._check_text(node, node.value.replace("{{", "{").replace("}}", "}"))
 
     def _check_text(self, node: cst.CSTNode, text: str) -> None:
-        reasons = _string_findings(text)
+        reasons = template_findings(text)
         if "xcom_pull" in text and "get_env_vars" in text:
             reasons.append("a template reads the get_env_vars task's XCom (secrets): fetch them in the task itself")
         for reason in reasons:

@@ -22,6 +22,9 @@ KINDS = {
     "success": (":large_green_circle:", "Task succeeded"),
 }
 DEFAULT_TIMEZONE = "America/Chicago"
+#: Connection types posted to as incoming webhooks. ``http``/``https``: the team's Airflow 2 ``slack``
+#: connection (type HTTP, host ``https://hooks.slack.com/services``, the webhook token as password).
+WEBHOOK_CONN_TYPES = {"slackwebhook", "http", "https"}
 MAX_EXCEPTION_CHARS = 300
 
 
@@ -187,7 +190,7 @@ class SlackNotifier(BaseNotifier):
     # ------------------------------------------------------------------ sending
     def _send(self, text: str, blocks: list[dict[str, Any]]) -> None:
         conn = BaseHook.get_connection(self.slack_conn_id)
-        if conn.conn_type == "slackwebhook":
+        if conn.conn_type in WEBHOOK_CONN_TYPES:
             from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
             webhook = SlackWebhookHook(slack_webhook_conn_id=self.slack_conn_id, timeout=self.timeout)
@@ -195,6 +198,7 @@ class SlackNotifier(BaseNotifier):
                 k: v for k, v in (("icon_emoji", self.icon_emoji), ("username", self.username)) if v
             }
             self._with_rate_limit(lambda: webhook.send(text=text, blocks=blocks, **extra))
+            self.log.info("Slack %s alert sent through webhook connection %r", self.kind, self.slack_conn_id)
             return
         from airflow.providers.slack.hooks.slack import SlackHook
 
@@ -296,20 +300,30 @@ def _redact(text: str) -> str:
 
 
 # -- drop-in replacements for the team's callback functions ---------------------------------
-#: The team's helpers only alerted in production; keep that default for the drop-ins.
-TEAM_ENVIRONMENTS = ("production",)
+#: The team's helpers only alerted in production; the drop-ins keep that default, changed for the
+#: whole installation with ``[dts] slack_alert_environments`` (comma-separated; ``*`` = everywhere).
+DEFAULT_ALERT_ENVIRONMENTS = "production"
+
+
+def alert_environments() -> list[str] | None:
+    """The ENVIRONMENT values the drop-ins send in (None: every environment), from Airflow's config."""
+    from airflow.configuration import conf
+
+    raw = conf.get("dts", "slack_alert_environments", fallback=DEFAULT_ALERT_ENVIRONMENTS)
+    names = [name.strip() for name in str(raw).split(",") if name.strip()]
+    return None if "*" in names else names
 
 
 def task_fail_slack_alert(context: Any) -> None:
-    """``on_failure_callback=task_fail_slack_alert``: failure alert (production only)."""
-    SlackNotifier(kind="failure", environments=TEAM_ENVIRONMENTS)(context)
+    """``on_failure_callback=task_fail_slack_alert``: failure alert (in ``[dts] slack_alert_environments``)."""
+    SlackNotifier(kind="failure", environments=alert_environments())(context)
 
 
 def task_fail_slack_alert_critical(context: Any) -> None:
     """``on_failure_callback=task_fail_slack_alert_critical``: failure alert with ``<!channel>``."""
-    SlackNotifier(kind="critical", environments=TEAM_ENVIRONMENTS)(context)
+    SlackNotifier(kind="critical", environments=alert_environments())(context)
 
 
 def task_success_slack_alert(context: Any) -> None:
-    """``on_success_callback=task_success_slack_alert``: success alert (production only)."""
-    SlackNotifier(kind="success", environments=TEAM_ENVIRONMENTS)(context)
+    """``on_success_callback=task_success_slack_alert``: success alert (in ``[dts] slack_alert_environments``)."""
+    SlackNotifier(kind="success", environments=alert_environments())(context)
