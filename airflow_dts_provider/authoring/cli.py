@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from airflow_dts_provider.authoring.folder import FolderError, Progress, resolve_target
 
@@ -22,14 +24,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # Airflow 2 DAGs trigger plenty
+    # Our report (or JSON) alone on stdout: whatever else writes there while DAG files are imported
+    # and checked (the files themselves, Airflow's log renderer) goes to stderr.
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     try:
         folder, files = resolve_target(args.folder)
-        return int(args.run(args, folder, files))
+        return int(args.run(args, folder, files, out))
     except FolderError as err:
         print(f"dts-airflow {args.command}: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         return 130
+    finally:
+        out.flush()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _migrate(args: argparse.Namespace, folder: Path, files: list[Path]) -> int:
+def _migrate(args: argparse.Namespace, folder: Path, files: list[Path], out: TextIO) -> int:
     from airflow_dts_provider.authoring.migrate import migrate_folder, write
 
     progress = Progress(len(files), "migrate", folder)
@@ -68,10 +77,10 @@ def _migrate(args: argparse.Namespace, folder: Path, files: list[Path]) -> int:
         data = report.as_dict()
         data["written"] = bool(args.write)
         data["diff"] = {f.path: f.diff() for f in report.changed_files}
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2), file=out)
         return 0
     if not args.write:
-        sys.stdout.write("".join(f.diff() for f in report.changed_files))
+        out.write("".join(f.diff() for f in report.changed_files))
     print(report.summary() + ("" if args.write else "\n(dry run: add --write to apply)"), file=sys.stderr)
     return 0
 
@@ -86,7 +95,7 @@ def _load(folder: Path, files: list[Path], verb: str) -> tuple[list, list[Path]]
     return loaded, targets
 
 
-def _lint(args: argparse.Namespace, folder: Path, files: list[Path]) -> int:
+def _lint(args: argparse.Namespace, folder: Path, files: list[Path], out: TextIO) -> int:
     from airflow_dts_provider.authoring.lint import ConfigError, LintConfig, lint
 
     try:
@@ -96,17 +105,17 @@ def _lint(args: argparse.Namespace, folder: Path, files: list[Path]) -> int:
         return USAGE_ERROR
     loaded, _ = _load(folder, files, "lint")
     report = lint(folder, loaded, config)
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text(), file=out)
     return 1 if report.errors else 0
 
 
-def _preflight(args: argparse.Namespace, folder: Path, files: list[Path]) -> int:
+def _preflight(args: argparse.Namespace, folder: Path, files: list[Path], out: TextIO) -> int:
     from airflow_dts_provider.authoring.preflight import PreflightReport, check, collect
 
     loaded, _ = _load(folder, files, "preflight")
     uses = collect(dag for result in loaded for dag in result.dags)
     report = PreflightReport(check(uses), {r.path: r.error for r in loaded if r.error})
-    print(json.dumps(report.as_dict(args.by_item), indent=2) if args.json else report.text(args.by_item))
+    print(json.dumps(report.as_dict(args.by_item), indent=2) if args.json else report.text(args.by_item), file=out)
     return 1 if report.problems else 0
 
 
