@@ -7,11 +7,17 @@ again on its own output changes nothing.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import difflib
+import multiprocessing
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import libcst as cst
 from libcst.codemod import CodemodContext
@@ -188,15 +194,28 @@ class MigrationReport:
 
 def migrate_folder(folder: Path, files: Sequence[Path], progress: Progress | None = None) -> MigrationReport:
     """Migrate every file in memory; nothing is written (see :func:`write`)."""
+    jobs = [(path.read_text(encoding="utf-8"), relative(path, folder)) for path in files]
     results = []
-    for path in files:
-        if progress:
-            progress.step(path)
-        results.append(migrate_source(path.read_text(encoding="utf-8"), relative(path, folder)))
+    # Syntax-tree analysis is CPU-bound Python: spread a long folder over the cores.
+    workers = min(os.cpu_count() or 1, 8) if len(jobs) >= 16 else 1
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            outcomes: Iterable[FileMigration] = pool.map(_migrate_job, jobs, chunksize=4)
+        else:
+            outcomes = map(_migrate_job, jobs)
+        for path, outcome in zip(files, outcomes, strict=True):
+            if progress:
+                progress.step(path)
+            results.append(outcome)
     before = _helper_importers(folder, files, {relative(p, folder): p.read_text(encoding="utf-8") for p in files})
     after = _helper_importers(folder, files, {r.path: r.migrated for r in results})
     unused = sorted(module for module, users in before.items() if users and not after.get(module))
     return MigrationReport(str(folder), results, unused)
+
+
+def _migrate_job(job: tuple[str, str]) -> FileMigration:
+    return migrate_source(*job)
 
 
 def write(report: MigrationReport, folder: Path) -> None:
@@ -213,32 +232,25 @@ def _helper_importers(folder: Path, files: Iterable[Path], sources: dict[str, st
             helpers[".".join(rel.with_suffix("").parts)] = rel.as_posix()
     users: dict[str, set[str]] = {module: set() for module in helpers}
     for importer, source in sources.items():
-        try:
-            tree = cst.parse_module(source)
-        except cst.ParserSyntaxError:
-            continue
-        for imported in _imported_modules(tree):
+        for imported in _imported_modules(source):
             if imported in users and helpers[imported] != importer:
                 users[imported].add(importer)
     return {helpers[m]: u for m, u in users.items()}
 
 
-def _imported_modules(tree: cst.Module) -> set[str]:
+def _imported_modules(source: str) -> set[str]:
+    """Every module (and ``module.name``) a source imports; read with ``ast``, which is fast."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
     found: set[str] = set()
-
-    class Collect(cst.CSTVisitor):
-        def visit_Import(self, node: cst.Import) -> None:
-            found.update(_dotted(alias.name) for alias in node.names)
-
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-            if node.module is None or node.relative:
-                return
-            module = _dotted(node.module)
-            found.add(module)
-            if not isinstance(node.names, cst.ImportStar):
-                found.update(f"{module}.{_dotted(alias.name)}" for alias in node.names)
-
-    tree.visit(Collect())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
@@ -253,26 +265,27 @@ def migrate_source(source: str, path: str = "<string>") -> FileMigration:
     except cst.ParserSyntaxError as err:
         result.left_for_you.append(Finding(path, err.raw_line, f"not valid Python, left unchanged: {err.message}"))
         return result
-    wrapper = MetadataWrapper(module)
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     analysis = _Analysis(path)
     wrapper.visit(analysis)
     result.left_for_you.extend(analysis.findings)
     if not analysis.has_work():
         return result
-    unused_before = _unused_imports(wrapper.module)
+    unused_before = _unused_imports(wrapper.module, wrapper.resolve(ScopeProvider))
     rewrite = _Rewrite(analysis)
     tree = wrapper.module.visit(rewrite)
-    unused = (_unused_imports(tree) - unused_before) | {
-        key for key in _unused_imports(tree) if (key[0], key[1]) in UNUSED_MODEL_IMPORTS
-    }
+    unused_after = _unused_imports(tree)
+    unused = (unused_after - unused_before) | {key for key in unused_after if (key[0], key[1]) in UNUSED_MODEL_IMPORTS}
     tidy = _TidyImports(unused, place_secret_docker=bool(analysis.docker_calls))
     tree = tree.visit(tidy)
-    context = CodemodContext()
+    needed = list(analysis.added_imports)
     if analysis.docker_calls and not tidy.placed_secret_docker:
-        AddImportsVisitor.add_needed_import(context, SECRET_DOCKER_MODULE, "SecretDockerOperator")
-    for module_name, name, asname in analysis.added_imports:
-        AddImportsVisitor.add_needed_import(context, module_name, name, asname)
-    tree = AddImportsVisitor(context).transform_module(tree)
+        needed.append((SECRET_DOCKER_MODULE, "SecretDockerOperator", None))
+    if needed:
+        context = CodemodContext()
+        for module_name, name, asname in needed:
+            AddImportsVisitor.add_needed_import(context, module_name, name, asname)
+        tree = AddImportsVisitor(context).transform_module(tree)
     result.migrated = tree.code
     result.sites_converted = len(analysis.docker_calls)
     result.changes = analysis.change_notes()
@@ -287,10 +300,12 @@ def _dotted(node: cst.BaseExpression | cst.Attribute | cst.Name) -> str:
     return ""
 
 
-def _unused_imports(tree: cst.Module) -> set[tuple[str, str | None, str | None]]:
+def _unused_imports(
+    tree: cst.Module, scopes: Mapping[cst.CSTNode, Any] | None = None
+) -> set[tuple[str, str | None, str | None]]:
     """(module, name, asname) of every import binding nothing refers to."""
-    wrapper = MetadataWrapper(tree)
-    scopes = wrapper.resolve(ScopeProvider)
+    if scopes is None:
+        scopes = MetadataWrapper(tree, unsafe_skip_copy=True).resolve(ScopeProvider)
     unused: set[tuple[str, str | None, str | None]] = set()
     for scope in {id(s): s for s in scopes.values() if s is not None}.values():
         for assignment in scope.assignments:
