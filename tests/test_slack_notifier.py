@@ -179,3 +179,31 @@ def test_bad_arguments_fail_at_dag_parse() -> None:
         SlackNotifier(environments="production")
     with pytest.raises(Exception, match="Nowhere/City"):
         SlackNotifier(timezone="Nowhere/City")
+
+
+# -- the team's Airflow 2 'slack' connection and the installation-wide gating of the drop-ins --
+
+
+@pytest.mark.parametrize(
+    ("environment", "setting", "sent"),
+    [("production", None, True), ("staging", None, False), ("staging", "production, staging", True),
+     ("anything", "*", True)],
+)  # fmt: skip
+def test_drop_ins_post_through_the_teams_http_webhook_connection(
+    slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch, environment: str, setting: str | None, sent: bool
+) -> None:
+    from airflow_dts_provider.notifications.slack import task_fail_slack_alert
+
+    slack_standin.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK", json.dumps(
+        {"conn_type": "http", "host": f"{slack_standin.url}/webhook", "password": "T000/B000/XXXX"}
+    ))  # fmt: skip
+    monkeypatch.setenv("ENVIRONMENT", environment)
+    if setting is None:
+        monkeypatch.delenv("AIRFLOW__DTS__SLACK_ALERT_ENVIRONMENTS", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW__DTS__SLACK_ALERT_ENVIRONMENTS", setting)
+    task_fail_slack_alert(dict(CONTEXT))
+    posted = [m for m in slack_standin.messages if m["path"] == "/webhook/T000/B000/XXXX"]
+    assert len(posted) == (1 if sent else 0)
+    assert len(slack_standin.messages) == len(posted)
