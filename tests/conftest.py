@@ -164,6 +164,17 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15)
     wait_until(listening, timeout, f"something to listen on {port}", alive=running)
 
 
+def digests_in_log(task_log: str) -> dict[str, str]:
+    """``{NAME: sha256}`` from the "digest NAME=<sha256>" lines a test container printed into a task log."""
+    digests = {}
+    for line in task_log.splitlines():
+        event = json.loads(line).get("event", "") if line.startswith("{") else ""
+        if event.startswith("digest "):
+            name, _, digest = event.removeprefix("digest ").partition("=")
+            digests[name] = digest
+    return digests
+
+
 def airflow_base_env(home: Path, dags_folder: Path) -> dict[str, str]:
     """Environment for isolated ``airflow`` subprocesses: own AIRFLOW_HOME, SQLite, no inherited config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "OP_"))}

@@ -21,7 +21,7 @@ import yaml
 from airflow_dts_provider.authoring.folder import resolve_target
 from airflow_dts_provider.authoring.migrate import MigrationReport, migrate_folder, migrate_source
 from airflow_dts_provider.devvault import DevVaultServer, VaultData
-from tests.conftest import CANARY, TOKEN, AirflowStack, airflow_base_env
+from tests.conftest import CANARY, TOKEN, AirflowStack, airflow_base_env, digests_in_log
 
 CORPUS = Path(__file__).parent / "data" / "airflow2_dags"
 CORPUS_VAULT = Path(__file__).parent / "data" / "airflow2_vault.yaml"
@@ -371,12 +371,6 @@ def test_migrated_docker_dag_gives_the_container_the_same_environment(
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     log = airflow_stack.task_logs("atd_toolbox_env")["print_env_digests"]
-    digests = {}
-    for line in log.splitlines():
-        event = json.loads(line).get("event", "") if line.startswith("{") else ""
-        if event.startswith("digest "):
-            name, _, digest = event.removeprefix("digest ").partition("=")
-            digests[name] = digest
-    assert digests == expected
+    assert digests_in_log(log) == expected
     assert CANARY not in log
     assert CANARY not in airflow_stack.db_dump()

@@ -15,7 +15,7 @@ from airflow_dts_provider._onepassword import InvalidReferenceError
 from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.operators.docker import SecretDockerOperator, is_transient
 from airflow_dts_provider.operators.exceptions import ImagePullError
-from tests.conftest import CANARY, TOKEN, AirflowStack
+from tests.conftest import CANARY, TOKEN, AirflowStack, digests_in_log
 
 IMAGE = "localhost/dts-busybox:latest"
 SECRETS = {"APP_ID": {"opitem": "Knack", "opfield": "prod.appId"}, "TOKEN": "op://Docker Vault/Socrata/appToken"}
@@ -245,13 +245,7 @@ def secret_docker_run(airflow_stack: AirflowStack, docker_url: str) -> str:
 
 
 def test_dag_delivers_every_secret_to_the_container(secret_docker_run: str) -> None:
-    digests = {}
-    for line in secret_docker_run.splitlines():
-        event = json.loads(line).get("event", "") if line.startswith("{") else ""
-        if event.startswith("digest "):
-            name, _, digest = event.removeprefix("digest ").partition("=")
-            digests[name] = digest
-    assert digests == EXPECTED
+    assert digests_in_log(secret_docker_run) == EXPECTED
 
 
 def test_dag_leaks_the_canary_nowhere(secret_docker_run: str, airflow_stack: AirflowStack) -> None:

@@ -744,9 +744,7 @@ class _Rewrite(cst.CSTTransformer):
         ]
         return updated_node.with_changes(func=cst.Name("SecretDockerOperator"), args=args)
 
-    def leave_ImportFrom(
-        self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom
-    ) -> cst.ImportFrom | cst.RemovalSentinel:
+    def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
         edit = self.a.import_edits.get(original_node)
         if edit is None:
             return updated_node
@@ -755,8 +753,8 @@ class _Rewrite(cst.CSTTransformer):
             return updated_node.with_changes(module=cst.parse_expression(new_module))
         assert not isinstance(updated_node.names, cst.ImportStar)
         kept = [alias for alias in updated_node.names if alias.evaluated_name not in moved]
-        if not kept:
-            return cst.RemovalSentinel.REMOVE
+        if not kept:  # cannot happen (a whole move renames the module instead); keep the body sizes equal
+            return updated_node
         kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         return updated_node.with_changes(names=kept)
 
