@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from airflow_dts_provider.authoring.folder import FolderError, Progress, resolve_target
+from airflow_dts_provider.authoring.folder import FolderError, LoadedFile, Progress, resolve_target
 
 USAGE_ERROR = 2
 
@@ -85,14 +85,14 @@ def _migrate(args: argparse.Namespace, folder: Path, files: list[Path], out: Tex
     return 0
 
 
-def _load(folder: Path, files: list[Path], verb: str) -> tuple[list, list[Path]]:
+def _load(folder: Path, files: list[Path], verb: str) -> list[LoadedFile]:
     from airflow_dts_provider.authoring.folder import dag_files, load_dag_files
 
     targets = dag_files(folder, files)
     progress = Progress(len(targets), verb, folder)
-    loaded, _printed = load_dag_files(folder, targets, progress)
+    loaded = load_dag_files(folder, targets, progress)
     progress.finish()
-    return loaded, targets
+    return loaded
 
 
 def _lint(args: argparse.Namespace, folder: Path, files: list[Path], out: TextIO) -> int:
@@ -103,7 +103,7 @@ def _lint(args: argparse.Namespace, folder: Path, files: list[Path], out: TextIO
     except ConfigError as err:
         print(f"dts-airflow lint: {err}", file=sys.stderr)
         return USAGE_ERROR
-    loaded, _ = _load(folder, files, "lint")
+    loaded = _load(folder, files, "lint")
     report = lint(folder, loaded, config)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text(), file=out)
     return 1 if report.errors else 0
@@ -112,7 +112,7 @@ def _lint(args: argparse.Namespace, folder: Path, files: list[Path], out: TextIO
 def _preflight(args: argparse.Namespace, folder: Path, files: list[Path], out: TextIO) -> int:
     from airflow_dts_provider.authoring.preflight import PreflightReport, check, collect
 
-    loaded, _ = _load(folder, files, "preflight")
+    loaded = _load(folder, files, "preflight")
     uses = collect(dag for result in loaded for dag in result.dags)
     report = PreflightReport(check(uses), {r.path: r.error for r in loaded if r.error})
     print(json.dumps(report.as_dict(args.by_item), indent=2) if args.json else report.text(args.by_item), file=out)

@@ -8,7 +8,6 @@ import inspect
 import io
 import logging
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -33,11 +32,11 @@ def resolve_target(path: str | Path) -> tuple[Path, list[Path]]:
             raise FolderError(f"{path}: not a Python file; give a DAG folder or a .py file")
         return target.parent.resolve(), [target.resolve()]
     folder = target.resolve()
-    files = sorted(
-        p for p in folder.rglob("*.py") if not any(part in SKIPPED_DIRS or part.startswith(".") for part in
-                                                   p.relative_to(folder).parts[:-1])
-    )  # fmt: skip
-    return folder, files
+
+    def skipped(path: Path) -> bool:
+        return any(part in SKIPPED_DIRS or part.startswith(".") for part in path.relative_to(folder).parts[:-1])
+
+    return folder, sorted(p for p in folder.rglob("*.py") if not skipped(p))
 
 
 def relative(path: Path, folder: Path) -> str:
@@ -120,7 +119,6 @@ class _ImportWatch:
         self.http_requests: list[str] = []
         self.network_connections = 0
         self._depth = 0
-        self._thread = threading.get_ident()
 
     @classmethod
     def _audit(cls, event: str, args: tuple[Any, ...]) -> None:
@@ -185,12 +183,10 @@ class _ImportWatch:
         ]
 
 
-def load_dag_files(
-    folder: Path, files: Sequence[Path], progress: Progress | None = None
-) -> tuple[list[LoadedFile], str]:
+def load_dag_files(folder: Path, files: Sequence[Path], progress: Progress | None = None) -> list[LoadedFile]:
     """Import each DAG file as Airflow's DAG processor would, with ``folder`` on ``sys.path``.
 
-    Returns the results and everything the files printed (kept off our own output).
+    What the files print is captured and dropped, so it stays off the commands' own output.
     """
     from airflow.dag_processing.dagbag import DagBag
 
@@ -220,7 +216,7 @@ def load_dag_files(
             results.append(loaded)
     finally:
         logging.disable(previous_disable)
-    return results, printed.getvalue()
+    return results
 
 
 def _redact(text: str) -> str:

@@ -208,7 +208,7 @@ def migrate_folder(folder: Path, files: Sequence[Path], progress: Progress | Non
             if progress:
                 progress.step(path)
             results.append(outcome)
-    before = _helper_importers(folder, files, {relative(p, folder): p.read_text(encoding="utf-8") for p in files})
+    before = _helper_importers(folder, files, {r.path: r.original for r in results})
     after = _helper_importers(folder, files, {r.path: r.migrated for r in results})
     unused = sorted(module for module, users in before.items() if users and not after.get(module))
     return MigrationReport(str(folder), results, unused)
@@ -427,14 +427,7 @@ class _Analysis(cst.CSTVisitor):
             others = [n for n in names if n not in SLACK_HELPERS]
             if others:
                 self.left(node, f"imports {', '.join(others)} from {module}: no provider drop-in, move by hand")
-                moved = [n for n in names if n in SLACK_HELPERS]
-                if moved:
-                    self.import_edits[node] = (None, moved)
-                    self.added_imports += [
-                        (SLACK_MODULE, alias.evaluated_name, alias.evaluated_alias)
-                        for alias in node.names
-                        if alias.evaluated_name in SLACK_HELPERS
-                    ]
+                self._split_import(node, [n for n in names if n in SLACK_HELPERS], SLACK_MODULE)
             else:
                 self.import_edits[node] = (SLACK_MODULE, [])
             self._notes.add(f"Slack helpers from {module} -> {SLACK_MODULE}")
@@ -447,12 +440,18 @@ class _Analysis(cst.CSTVisitor):
         if len(moved) == len(names):
             self.import_edits[node] = ("airflow.sdk", [])
         else:
-            self.import_edits[node] = (None, moved)
-            self.added_imports += [
-                ("airflow.sdk", alias.evaluated_name, alias.evaluated_alias)
-                for alias in node.names
-                if alias.evaluated_name in moved
-            ]
+            self._split_import(node, moved, "airflow.sdk")
+
+    def _split_import(self, node: cst.ImportFrom, moved: list[str], target: str) -> None:
+        """Take ``moved`` out of this import line and import them (aliases kept) from ``target``."""
+        if not moved or isinstance(node.names, cst.ImportStar):
+            return
+        self.import_edits[node] = (None, moved)
+        self.added_imports += [
+            (target, alias.evaluated_name, alias.evaluated_alias)
+            for alias in node.names
+            if alias.evaluated_name in moved
+        ]
 
     # ----------------------------------------------------------------- local secrets tasks
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:

@@ -165,17 +165,15 @@ def _check_onepassword(use: SecretUse, hooks: dict[tuple[str, str | None], Any])
     conn_id = use.onepassword_conn_id or OnePasswordHook.default_conn_name
     hook = hooks.setdefault((conn_id, use.onepassword_vault), OnePasswordHook(conn_id, vault=use.onepassword_vault))
     ref = use.reference
+    where = _where(ref, hook)
     try:
-        client = hook.get_conn()
-        vault = ref.vault or client.settings.vault or "?"
-        where = f"{vault} / {ref.item}"
-        client.resolve(ref)  # the value stays in the client's cache, registered with the masker
+        hook.get_conn().resolve(ref)  # the value stays in the client's cache, registered with the masker
     except (ItemNotFoundError, FieldNotFoundError, VaultNotFoundError) as err:
-        return Check(use, "missing", _where(ref, hook), str(err))
+        return Check(use, "missing", where, str(err))
     except OnePasswordError as err:
-        return Check(use, "error", _where(ref, hook), str(err))
+        return Check(use, "error", where, str(err))
     except Exception as err:  # e.g. the onepassword connection itself is missing
-        return Check(use, "error", _where(ref, hook), f"{type(err).__name__}: {err}")
+        return Check(use, "error", where, f"{type(err).__name__}: {err}")
     return Check(use, "ok", where)
 
 
