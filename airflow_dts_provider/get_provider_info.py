@@ -45,6 +45,7 @@ def get_provider_info() -> dict[str, Any]:
                         "vault": "DTS Secrets (name or id)",
                         "cache_ttl": "300",
                         "timeout": "10",
+                        "total_timeout": "30",
                         "max_retries": "3",
                     },
                 },
@@ -63,7 +64,13 @@ def get_provider_info() -> dict[str, Any]:
                     "timeout": {
                         "label": "Request timeout (seconds)",
                         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
-                        "description": "Per-request timeout talking to Connect.",
+                        "description": "Per-read timeout talking to Connect.",
+                    },
+                    "total_timeout": {
+                        "label": "Total timeout per lookup (seconds)",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                        "description": "Deadline for one lookup, every request and retry included; a slow or "
+                        "hung Connect server cannot hold a task longer.",
                     },
                     "max_retries": {
                         "label": "Max retries",

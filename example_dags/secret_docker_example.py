@@ -39,7 +39,6 @@ def example_secret_docker() -> None:
         secrets=REQUIRED_SECRETS,
         pull_fallback=True,  # registry down? run the copy we already have
         mount_tmp_dir=False,
-        auto_remove="success",
     )
 
 

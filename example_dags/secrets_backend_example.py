@@ -26,6 +26,7 @@ def example_secrets_backend() -> None:
             'echo "dataset: {{ var.value.socrata_dataset_id }}" && '
             'echo "password (masked in the log and the Rendered Template view): {{ conn.warehouse.password }}"'
         ),
+        do_xcom_push=False,  # BashOperator would store its last output line -- here the password -- in XCom
     )
 
     @task

@@ -32,6 +32,15 @@ REPO = TESTS.parent
 VAULT_FILE = TESTS / "data" / "test_vault.yaml"
 TOKEN = "test-token-0d1b2c"
 CANARY = "CANARY-7f3a9c1e-do-not-leak"
+#: Every canary value in the test vault that must never show anywhere (the old-way contrast DAG's
+#: OLDWAY canary is left out on purpose: that DAG demonstrates the leak).
+CANARIES = (
+    CANARY,
+    "MULTI-CANARY-LINE-ONE-5c7e",
+    "MULTI-CANARY-LINE-TWO-8d0a",
+    "EXTRA-JSON-CANARY-4b1d-do-not-leak",
+    "EXTRA-SECTION-CANARY-9e2f-do-not-leak",
+)
 DOCKER_URL = "unix:///tmp/dts-podman/podman.sock"
 #: The Fernet key published in docker/.env.example (and the team's old README); fine on a laptop only.
 EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
@@ -39,6 +48,12 @@ EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
 TEST_FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
 #: CI sets this so that a test needing a missing tool fails instead of skipping.
 REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``runs_last`` go to the end, whatever order the rest runs in."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
 
 
 def require(condition: bool, reason: str) -> None:
@@ -58,6 +73,29 @@ def require_binary(name: str) -> str:
 
 
 SAMPLE_VAULT_FILE = REPO / "airflow_dts_provider" / "devvault" / "sample_vault.yaml"
+
+
+@pytest.fixture
+def clean_masker() -> Iterator[Callable[[str], str]]:
+    """Both of Airflow's secret maskers emptied for the test and restored after it.
+
+    The maskers are process-wide: without this, a masking test passes on patterns an earlier test
+    registered even when the code under test registers nothing. Yields a function applying the task
+    SDK masker to a text (what task logs get).
+    """
+    from airflow._shared.secrets_masker import _secrets_masker as core_masker
+    from airflow.sdk._shared.secrets_masker import _secrets_masker as sdk_masker
+    from airflow.sdk._shared.secrets_masker import redact
+
+    maskers = [sdk_masker(), core_masker()]
+    saved = [(m.patterns.copy(), m.replacer) for m in maskers]
+    for masker in maskers:
+        masker.reset_masker()
+    try:
+        yield lambda text: str(redact(text))
+    finally:
+        for masker, (patterns, replacer) in zip(maskers, saved, strict=True):
+            masker.patterns, masker.replacer = patterns, replacer
 
 
 @pytest.fixture(scope="session")
@@ -327,6 +365,7 @@ def airflow_stack(
             "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(
                 {"connect_host": devvault_server.url, "vault": "Airflow Vault"}
             ),
+            "AIRFLOW__CORE__XCOM_BACKEND": "airflow_dts_provider.xcom.backend.SecretMaskingXComBackend",
             "OP_CONNECT_TOKEN": TOKEN,
             "AIRFLOW_CONN_ONEPASSWORD_DEFAULT": json.dumps(
                 {
@@ -335,6 +374,10 @@ def airflow_stack(
                     "password": TOKEN,
                     "extra": {"vault": "DTS Dev"},
                 }
+            ),
+            # the token copied with its line ending (tests/dags/secret_hygiene_e2e.py)
+            "AIRFLOW_CONN_ONEPASSWORD_NEWLINE": json.dumps(
+                {"conn_type": "onepassword", "host": devvault_server.url, "password": TOKEN + "\r\n"}
             ),
             "DTS_E2E_DIGEST_DIR": str(digests),
             "DTS_DOCKER_URL": DOCKER_URL,

@@ -17,6 +17,7 @@ class SlackStandIn(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.messages: list[dict[str, Any]] = []
+        self.archive: list[dict[str, Any]] = []  # every message of the session; reset() keeps it
         self.plan: list[tuple[str, Any]] = []  # consumed one per request: ("error", "invalid_auth"), ("status", 500),
         # ("rate_limit", seconds), ("slow", seconds)
         self.lock = threading.Lock()
@@ -55,6 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
         record = {"path": self.path, "auth": self.headers.get("Authorization"), "body": body, "fault": fault}
         with self.server.lock:
             self.server.messages.append(record)
+            self.server.archive.append(record)
         webhook = self.path.startswith("/webhook/")
         if fault and fault[0] == "status":
             self._reply(fault[1], b"server error", "text/plain")

@@ -68,7 +68,8 @@ def test_connection_form_fields_are_declared(cli_env: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads(result.stdout.strip().splitlines()[-1])
-    assert info["widgets"] == [f"extra__onepassword__{n}" for n in ("cache_ttl", "max_retries", "timeout", "vault")]
+    names = ("cache_ttl", "max_retries", "timeout", "total_timeout", "vault")
+    assert info["widgets"] == [f"extra__onepassword__{n}" for n in names]
     assert info["behaviour"]["relabeling"]["password"] == "Connect token"
 
 

@@ -108,6 +108,7 @@ def test_migrate_converts_every_provable_site_and_reports_the_rest(migrated: tup
     signals = (folder / "atd_knack_signals.py").read_text()
     assert "get_env_vars" not in signals and "DockerOperator(" not in signals.replace("SecretDockerOperator(", "")
     assert signals.count("secrets=REQUIRED_SECRETS") == 2
+    assert "auto_remove" not in signals, "True dropped: SecretDockerOperator removes containers with secrets"
     assert "    t1 >> t2\n" in signals
     assert "# records -> postgrest" in signals, "comments survive"
     vz = (folder / "atd_vz_crash_data.py").read_text()

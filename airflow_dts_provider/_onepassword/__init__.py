@@ -5,7 +5,6 @@ from __future__ import annotations
 from airflow_dts_provider._onepassword.client import (
     ConnectSettings,
     OnePasswordClient,
-    mask,
     shared_client,
 )
 from airflow_dts_provider._onepassword.errors import (
@@ -19,7 +18,9 @@ from airflow_dts_provider._onepassword.errors import (
     OnePasswordUnauthorizedError,
     OnePasswordUnavailableError,
     VaultNotFoundError,
+    shown,
 )
+from airflow_dts_provider._onepassword.masking import mask, mask_json_leaves, maskable_parts, scrub_text
 from airflow_dts_provider._onepassword.models import Item, ItemField
 from airflow_dts_provider._onepassword.references import (
     SecretReference,
@@ -46,9 +47,13 @@ __all__ = [
     "SecretReference",
     "VaultNotFoundError",
     "mask",
+    "mask_json_leaves",
+    "maskable_parts",
     "parse_reference",
     "parse_secret_mapping",
     "parse_secret_spec",
     "parse_team_entry",
+    "scrub_text",
     "shared_client",
+    "shown",
 ]

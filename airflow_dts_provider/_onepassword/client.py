@@ -11,18 +11,22 @@ are read from JSON into our own value-hiding dataclasses.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
+import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 from onepasswordconnectsdk.client import Client as SdkClient
 from onepasswordconnectsdk.config import ClientConfig
@@ -36,7 +40,9 @@ from airflow_dts_provider._onepassword.errors import (
     OnePasswordUnauthorizedError,
     OnePasswordUnavailableError,
     VaultNotFoundError,
+    shown,
 )
+from airflow_dts_provider._onepassword.masking import is_too_short, mask
 from airflow_dts_provider._onepassword.models import Item
 from airflow_dts_provider._onepassword.references import (
     SecretReference,
@@ -54,15 +60,25 @@ TOKEN_ENV = ("OP_CONNECT_TOKEN", "OP_API_TOKEN")
 VAULT_ENV = ("OP_VAULT", "OP_VAULT_ID")
 
 
-@dataclass(frozen=True)
+#: A Connect token is a JWT: printable ASCII, no spaces. Anything else (most often a newline copied
+#: with it from a file) would end up in an HTTP header -- and in the error text that rejects it.
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True, repr=False)
 class ConnectSettings:
-    """Everything that identifies one client; equal settings share one client and one cache."""
+    """Everything that identifies one client; equal settings share one client and one cache.
+
+    ``timeout`` bounds each read; ``total_timeout`` bounds one whole lookup (every request and retry
+    it makes, however slowly a server trickles its answer).
+    """
 
     host: str
-    token: str = field(repr=False)
+    token: str
     vault: str | None = None
     cache_ttl: float = 300.0
     timeout: float = 10.0
+    total_timeout: float = 30.0
     max_retries: int = 3
     backoff: float = 0.25
     max_backoff: float = 4.0
@@ -74,20 +90,34 @@ class ConnectSettings:
         if not self.host or not self.host.strip():
             raise OnePasswordConfigError("1Password Connect host is not set (e.g. http://op-connect:8080)")
         if "://" not in self.host:
+            shown_host = without_userinfo(f"http://{self.host}")[len("http://") :]
             raise OnePasswordConfigError(
-                f"1Password Connect host {self.host!r} must be a URL with a scheme, e.g. http://{self.host}"
+                f"1Password Connect host {shown_host!r} must be a URL with a scheme, e.g. http://{shown_host}"
             )
         if not self.token:
             raise OnePasswordConfigError("1Password Connect token is not set")
-        for name in ("cache_ttl", "timeout", "backoff", "max_backoff", "index_refresh_interval"):
+        if not isinstance(self.token, str) or not _TOKEN_CHARS.fullmatch(self.token):
+            raise OnePasswordConfigError(
+                "1Password Connect token contains whitespace or control characters (often a trailing newline "
+                "copied from a file); remove them from the connection's password or OP_CONNECT_TOKEN"
+            )
+        for name in ("cache_ttl", "timeout", "total_timeout", "backoff", "max_backoff", "index_refresh_interval"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise OnePasswordConfigError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
-        if self.timeout <= 0:
-            raise OnePasswordConfigError("timeout must be > 0 seconds")
+        if self.timeout <= 0 or self.total_timeout <= 0:
+            raise OnePasswordConfigError("timeout and total_timeout must be > 0 seconds")
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 10:
             raise OnePasswordConfigError(f"max_retries must be an integer 0..10, got {self.max_retries!r}")
         if not isinstance(self.max_workers, int) or not 1 <= self.max_workers <= 64:
             raise OnePasswordConfigError(f"max_workers must be an integer 1..64, got {self.max_workers!r}")
+
+    def __repr__(self) -> str:
+        return f"ConnectSettings(host={self.display_host!r}, vault={self.vault!r})"
+
+    @property
+    def display_host(self) -> str:
+        """The host as errors and logs show it: without any ``user:password@`` part."""
+        return without_userinfo(self.host)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectSettings:
@@ -186,7 +216,7 @@ class OnePasswordClient:
             config=ClientConfig(
                 timeout=httpx.Timeout(s.timeout),
                 verify=s.verify,
-                transport=httpx.HTTPTransport(retries=0, verify=s.verify),
+                transport=_deadline_transport(s.verify),
                 limits=httpx.Limits(max_connections=max(16, s.max_workers * 2)),
             ),
         )
@@ -195,7 +225,7 @@ class OnePasswordClient:
         self._pool: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
-        return f"OnePasswordClient(host={self.settings.host!r}, vault={self.settings.vault!r})"
+        return f"OnePasswordClient(host={self.settings.display_host!r}, vault={self.settings.vault!r})"
 
     # ----------------------------------------------------------------- public API
     def resolve(self, reference: Any) -> str:
@@ -205,25 +235,32 @@ class OnePasswordClient:
     def resolve_many(self, references: Mapping[str, Any]) -> dict[str, str]:
         """Resolve a ``REQUIRED_SECRETS``-shaped mapping: K distinct items cost K fetches, overlapped."""
         parsed = {name: self._with_vault(ref) for name, ref in parse_secret_mapping(references).items()}
-        located = self._locate_all(list(parsed.values()))
-        items = self._fetch_all(set(located.values()))
+        with self._deadline():
+            located = self._locate_all(list(parsed.values()))
+            items = self._fetch_all(set(located.values()))
         values: dict[str, str] = {}
         for name, ref in parsed.items():
             vault_id, item_id = located[ref]
             found = items[(vault_id, item_id)].find_field(ref.field, ref.section, ref.vault or vault_id)
             value = found.attribute(ref.attribute)
             if value is None:
-                raise OnePasswordError(f"{name}: field {ref.field!r} of item {ref.item!r} has no value")
+                raise OnePasswordError(f"{name}: field {shown(ref.field)} of item {shown(ref.item)} has no value")
             values[name] = value
-        for value in values.values():
+        for name, value in values.items():
             mask(value)
+            if is_too_short(value):
+                log.warning(
+                    "%s (%s) is too short for Airflow to mask (under [logging] min_length_masked_secret characters): "
+                    "it will show in clear if printed", name, parsed[name],
+                )  # fmt: skip
         return values
 
     def get_item(self, item: str, vault: str | None = None) -> Item:
         """The full item (by title or id); its secret values are registered with the masker."""
         ref = self._with_vault(SecretReference(item=item, field="-", vault=vault))
-        key = self._locate_all([ref])[ref]
-        found = self._fetch_all({key})[key]
+        with self._deadline():
+            key = self._locate_all([ref])[ref]
+            found = self._fetch_all({key})[key]
         for value in found.secret_values():
             mask(value)
         return found
@@ -237,15 +274,17 @@ class OnePasswordClient:
 
     def heartbeat(self) -> None:
         """Raise unless the Connect server answers its heartbeat."""
-        self._request("/heartbeat", "heartbeat", expect_json=False)
+        with self._deadline():
+            self._request("/heartbeat", "heartbeat", expect=str)
 
     def check_vault(self, vault: str | None = None) -> str:
         """Check the token can list the vault's items; returns the vault id."""
         name = vault or self.settings.vault
         if not name:
             raise OnePasswordConfigError("no vault given and no default vault configured")
-        vault_id = self._vault_id(name)
-        self._index(vault_id, name)
+        with self._deadline():
+            vault_id = self._vault_id(name)
+            self._index(vault_id, name)
         return vault_id
 
     def clear_cache(self) -> None:
@@ -257,6 +296,18 @@ class OnePasswordClient:
             self._pool.shutdown(wait=False)
         self._sdk.session.close()
 
+    @contextmanager
+    def _deadline(self) -> Iterator[None]:
+        """Bound everything inside (requests, retries, waits) by ``total_timeout``; nested calls keep the outer one."""
+        if _DEADLINE.get() is not None:
+            yield
+            return
+        token = _DEADLINE.set(time.monotonic() + self.settings.total_timeout)
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
+
     # ----------------------------------------------------------------- locating items
     def _with_vault(self, spec: Any) -> SecretReference:
         ref = parse_secret_spec(spec)
@@ -264,7 +315,7 @@ class OnePasswordClient:
             return ref
         if not self.settings.vault:
             raise InvalidReferenceError(
-                f"{ref} names no vault: add 'opvault' or set the default vault "
+                f"{shown(str(ref))} names no vault: add 'opvault' or set the default vault "
                 "(connection extra 'vault', OP_VAULT or OP_VAULT_ID)"
             )
         return ref.with_vault(self.settings.vault)
@@ -294,7 +345,10 @@ class OnePasswordClient:
     def _vault_id(self, vault: str, by_name: bool = False) -> str:
         if looks_like_id(vault) and not by_name:
             return vault
-        vaults = self._cached(("vaults",), lambda: self._request("/v1/vaults", "vault list"))
+        vaults = self._cached(
+            ("vaults",),
+            lambda: _checked_summaries(self._request("/v1/vaults", "vault list"), "vault list", "/v1/vaults"),
+        )
         for fold in (False, True):
             matches = [
                 v["id"]
@@ -305,16 +359,18 @@ class OnePasswordClient:
             if len(matches) == 1:
                 return matches[0]
             if len(matches) > 1:
-                raise OnePasswordError(f"{len(matches)} vaults are named {vault!r}; address the vault by id")
+                raise OnePasswordError(f"{len(matches)} vaults are named {shown(vault)}; address the vault by id")
         raise VaultNotFoundError(vault, [v.get("name") or "" for v in vaults])
 
     def _index(self, vault_id: str, vault_label: str, refresh: bool = False) -> _VaultIndex:
+        path = f"/v1/vaults/{quote(vault_id, safe='')}/items"
+
         def load() -> _VaultIndex:
             try:
-                summaries = self._request(f"/v1/vaults/{quote(vault_id, safe='')}/items", "item list")
+                summaries = self._request(path, "item list")
             except _NotFound:
                 raise VaultNotFoundError(vault_label) from None
-            return _VaultIndex.build(vault_id, summaries)
+            return _VaultIndex.build(vault_id, _checked_summaries(summaries, "item list", path))
 
         return self._cached(("index", vault_id), load, refresh=refresh)
 
@@ -339,7 +395,7 @@ class OnePasswordClient:
         def load() -> Item:
             path = f"/v1/vaults/{quote(vault_id, safe='')}/items/{quote(item_id, safe='')}"
             try:
-                raw = self._request(path, "item")
+                raw = self._request(path, "item", expect=dict)
             except _NotFound:
                 # Deleted since the index was built: forget the index so the next lookup re-lists.
                 with self._lock:
@@ -349,7 +405,8 @@ class OnePasswordClient:
                 return Item.from_json(raw)
             except (ValueError, TypeError, AttributeError, KeyError) as err:
                 raise OnePasswordError(
-                    f"1Password Connect returned an item {item_id} this client cannot read ({type(err).__name__})"
+                    f"1Password Connect at {self.settings.display_host} answered the item request ({path}) with an "
+                    f"item this client cannot read ({type(err).__name__})"
                 ) from None
 
         return self._cached(("item", vault_id, item_id), load)
@@ -361,7 +418,8 @@ class OnePasswordClient:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="onepassword")
             pool = self._pool
-        futures = [pool.submit(fn, a) for a in args]
+        # Each job runs in a copy of this context, so the caller's deadline bounds it too.
+        futures = [pool.submit(contextvars.copy_context().run, fn, a) for a in args]
         return [f.result() for f in futures]
 
     # ----------------------------------------------------------------- cache with single flight
@@ -392,36 +450,58 @@ class OnePasswordClient:
         return value
 
     # ----------------------------------------------------------------- HTTP with bounded retries
-    def _request(self, path: str, kind: str, expect_json: bool = True) -> Any:
+    def _request(self, path: str, kind: str, expect: type = list) -> Any:
+        """GET ``path``; JSON of the ``expect`` type (``str``: the text). Retries what waiting can fix."""
         s = self.settings
+        host = s.display_host
         cause = "no attempt made"
         retry_after: float | None = None
+        attempts = 0
         for attempt in range(s.max_retries + 1):
             if attempt:
-                time.sleep(self._delay(attempt, retry_after))
+                delay = self._delay(attempt, retry_after)
+                if _remaining() <= delay:
+                    break
+                time.sleep(delay)
                 retry_after = None
+            if _remaining() <= 0:
+                break
+            attempts += 1
             self.stats.count(kind)
             try:
                 response = self._sdk.build_request("GET", path)
             except httpx.TimeoutException:
-                cause = f"timed out after {s.timeout:g}s"
+                cause = f"timed out after {min(s.timeout, s.total_timeout):g}s"
                 continue
+            except httpx.LocalProtocolError:
+                # The request could not even be written (an illegal header value): waiting will not fix it,
+                # and httpx's text quotes the offending header -- the token.
+                raise OnePasswordConfigError(
+                    f"the request to 1Password Connect at {host} for the {kind} could not be sent: the host or "
+                    "token is not valid in an HTTP request; check the connection's host and password"
+                ) from None
             except httpx.TransportError as err:
-                cause = f"{type(err).__name__} ({_describe_transport_error(err)})"
+                cause = f"{type(err).__name__} ({_describe_transport_error(err, s)})"
                 continue
             status = response.status_code
             if status == 200:
-                if not expect_json:
+                if expect is str:
                     return response.text
                 try:
-                    return response.json()
+                    body = response.json()
                 except ValueError:
                     cause = "HTTP 200 with a body that is not JSON"
                     continue
+                if not isinstance(body, expect):
+                    raise OnePasswordError(
+                        f"1Password Connect at {host} answered the {kind} ({path}) with JSON of an unexpected "
+                        f"shape ({_json_kind(body)}, expected {_json_kind(expect())})"
+                    )
+                return body
             message = _error_message(response)
             if status in (401, 403):
                 raise OnePasswordUnauthorizedError(
-                    f"1Password Connect at {s.host} refused the token for the {kind} "
+                    f"1Password Connect at {host} refused the token for the {kind} "
                     f"(HTTP {status}: {message}); check the token and that it can read this vault"
                 )
             if status == 404:
@@ -430,9 +510,14 @@ class OnePasswordClient:
                 cause = f"HTTP {status}: {message}"
                 retry_after = _retry_after(response)
                 continue
-            raise OnePasswordError(f"1Password Connect at {s.host} answered HTTP {status} for the {kind}: {message}")
+            raise OnePasswordError(f"1Password Connect at {host} answered HTTP {status} for the {kind}: {message}")
+        if attempts <= s.max_retries or _remaining() <= 0:
+            raise OnePasswordUnavailableError(
+                f"1Password Connect at {host} gave no answer for the {kind} within the {s.total_timeout:g}s total "
+                f"deadline (total_timeout; last problem: {cause})"
+            )
         raise OnePasswordUnavailableError(
-            f"1Password Connect at {s.host} is unavailable for the {kind} after {s.max_retries + 1} attempt(s): {cause}"
+            f"1Password Connect at {host} is unavailable for the {kind} after {s.max_retries + 1} attempt(s): {cause}"
         )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -460,31 +545,129 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _describe_transport_error(err: httpx.TransportError) -> str:
+def _describe_transport_error(err: httpx.TransportError, settings: ConnectSettings) -> str:
+    """Transport error text, without anything that could be a credential (it can quote the request)."""
     text = str(err) or type(err).__name__
+    text = text.replace(settings.token, "***")
+    text = re.sub(r"(?i)(bearer|basic)\s+\S+", r"\1 ***", text)
+    text = re.sub(r"//[^/@\s]*@", "//", text)  # user:password@ in a quoted URL
     return text[:160]
 
 
-def mask(value: str) -> None:
-    """Register a value with Airflow's secret maskers.
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
-    The task SDK's masker covers task logs (and tells the supervisor); server processes (scheduler,
-    API server, DAG processor) filter their own logs through the core masker, so register there too.
+
+def _checked_summaries(body: list[Any], kind: str, path: str) -> list[dict[str, Any]]:
+    """A vault or item list must be objects with a string id; anything else is a server we cannot trust."""
+    for entry in body:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
+            raise OnePasswordError(
+                f"1Password Connect answered the {kind} ({path}) with an entry that has no id ({_json_kind(entry)})"
+            )
+    return body
+
+
+def without_userinfo(url: str) -> str:
+    """``http://user:pass@host:8080/x`` -> ``http://host:8080/x`` (for messages; requests keep the URL)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+# ------------------------------------------------------------------------------------ total deadline
+#: monotonic time by which the current lookup must end (None outside a lookup).
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("onepassword_deadline", default=None)
+
+
+def _remaining() -> float:
+    deadline = _DEADLINE.get()
+    return float("inf") if deadline is None else deadline - time.monotonic()
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    """The socket timeout for one network operation: never past the lookup's deadline."""
+    remaining = _remaining()
+    if remaining == float("inf"):
+        return timeout
+    if remaining <= 0:
+        raise error("the lookup's total deadline has passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write ends by the lookup's deadline.
+
+    httpx's timeouts bound each read; a server that trickles a byte at a time never trips them.
     """
-    try:
-        from airflow.sdk.log import mask_secret
 
-        mask_secret(value)
-    except Exception:
-        log.warning("Could not register a 1Password value with the task SDK secret masker")
-    try:
-        from airflow._shared.secrets_masker import mask_secret as core_mask_secret
-    except ImportError:  # a worker with only the task SDK installed
-        return
-    try:
-        core_mask_secret(value)
-    except Exception:
-        log.warning("Could not register a 1Password value with the core secret masker")
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(
+            self._stream.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend):
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _deadline_transport(verify: bool | str) -> httpx.HTTPTransport:
+    """httpx's transport with the deadline-bounded network backend under its connection pool.
+
+    httpx has no public way to hand its pool a network backend, so it is set on the pool httpx built
+    (``tests/test_client.py`` fails if a new httpx moves it).
+    """
+    transport = httpx.HTTPTransport(retries=0, verify=verify)
+    pool = transport._pool
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend)
+    else:  # pragma: no cover - a future httpcore; retries still stop at the deadline
+        log.warning("httpcore changed: 1Password lookups are bounded by total_timeout only between requests")
+    return transport
 
 
 _shared: dict[ConnectSettings, OnePasswordClient] = {}

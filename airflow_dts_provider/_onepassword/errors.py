@@ -7,6 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+#: Names in messages are cut to this length (a 1 MB ``opitem`` must not make a 1 MB error).
+MAX_NAME_CHARS = 120
+
+
+def shown(name: object) -> str:
+    """``repr`` of a vault, item, section or field name, cut to keep error lines short."""
+    text = str(name)
+    return repr(text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 3] + "...")
+
 
 class OnePasswordError(Exception):
     """Base class: catch this to handle any 1Password problem."""
@@ -24,7 +33,7 @@ class VaultNotFoundError(OnePasswordError):
     def __init__(self, vault: str, known: Iterable[str] = ()):
         self.vault = vault
         hint = _did_you_mean(vault, known)
-        super().__init__(f"1Password vault {vault!r} not found or not shared with this Connect token.{hint}")
+        super().__init__(f"1Password vault {shown(vault)} not found or not shared with this Connect token.{hint}")
 
 
 class ItemNotFoundError(OnePasswordError):
@@ -32,7 +41,7 @@ class ItemNotFoundError(OnePasswordError):
         self.vault = vault
         self.item = item
         hint = _did_you_mean(item, known_titles)
-        super().__init__(f"1Password item {item!r} not found in vault {vault!r}.{hint}")
+        super().__init__(f"1Password item {shown(item)} not found in vault {shown(vault)}.{hint}")
 
 
 class AmbiguousItemError(OnePasswordError):
@@ -41,13 +50,15 @@ class AmbiguousItemError(OnePasswordError):
         self.item = item
         self.item_ids = list(item_ids)
         super().__init__(
-            f"{len(item_ids)} items in vault {vault!r} are titled {item!r} "
+            f"{len(item_ids)} items in vault {shown(vault)} are titled {shown(item)} "
             f"(ids: {', '.join(item_ids)}); rename one or address the item by id."
         )
 
 
 class FieldNotFoundError(OnePasswordError):
-    def __init__(self, vault: str, item: str, field: str, labels_by_section: Mapping[str, Sequence[str]]):
+    def __init__(
+        self, vault: str, item: str, field: str, labels_by_section: Mapping[str, Sequence[str]], hint: str = ""
+    ):
         self.vault = vault
         self.item = item
         self.field = field
@@ -57,8 +68,8 @@ class FieldNotFoundError(OnePasswordError):
             for section, labels in self.labels_by_section.items()
         )
         super().__init__(
-            f"Field {field!r} not found in 1Password item {item!r} (vault {vault!r}). "
-            f"Fields by section: {listing or 'the item has no fields'}."
+            f"Field {shown(field)} not found in 1Password item {shown(item)} (vault {shown(vault)}). "
+            f"Fields by section: {listing or 'the item has no fields'}.{hint}"
         )
 
 
@@ -70,8 +81,8 @@ class AmbiguousFieldError(OnePasswordError):
         self.sections = list(sections)
         names = ", ".join(s or "(no section)" for s in sections)
         super().__init__(
-            f"Field {field!r} of 1Password item {item!r} (vault {vault!r}) exists in several sections "
-            f"({names}); say which one, e.g. 'section.{field}' or '.{field}' for the one without a section."
+            f"Field {shown(field)} of 1Password item {shown(item)} (vault {shown(vault)}) exists in several "
+            f"sections ({names}); say which one, e.g. 'section.field' or '.field' for the one without a section."
         )
 
 
@@ -90,4 +101,4 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     if not close:
         lowered = name.casefold()
         close = [c for c in candidates if lowered in c.casefold()][:3]
-    return f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
+    return f" Did you mean: {', '.join(shown(c) for c in close)}?" if close else ""

@@ -102,8 +102,15 @@ class Item:
                 if len(by_id) == 1:
                     return by_id[0]
                 raise AmbiguousFieldError(vault_label, self.title, field_name, [f.section_label or "" for f in matches])
-        shown = field_name if section is None else f"{section}.{field_name}"
-        raise FieldNotFoundError(vault_label, self.title, shown, self.labels_by_section())
+        wanted = field_name if section is None else f"{section}.{field_name}"
+        hint = ""
+        if section and any(f.label == wanted or f.id == wanted for f in self.fields):
+            # {"opfield": "api.token"} reads as section "api", field "token"; the label has a dot.
+            hint = (
+                f" A field is labelled {wanted!r} itself: 'opfield' reads the first dot as section.field, so "
+                f"address it as op://{vault_label}/{self.title}/{wanted} or move it into a section."
+            )
+        raise FieldNotFoundError(vault_label, self.title, wanted, self.labels_by_section(), hint=hint)
 
     def secret_values(self) -> list[str]:
         """Values that are secret by type or purpose, for the log masker."""

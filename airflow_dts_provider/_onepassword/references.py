@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from airflow_dts_provider._onepassword.errors import InvalidReferenceError
+from airflow_dts_provider._onepassword.errors import InvalidReferenceError, shown
 
 TEAM_KEYS = frozenset({"opitem", "opfield", "opvault"})
 ATTRIBUTES = frozenset({"value", "otp", "id", "type", "purpose"})
@@ -64,13 +64,13 @@ def parse_reference(text: str) -> SecretReference:
         raise InvalidReferenceError(f"expected an op:// string, got {type(text).__name__}")
     if not text[:5].lower() == "op://":
         raise InvalidReferenceError(
-            f"{_shown(text)} is not a 1Password reference: expected op://vault/item/[section/]field"
+            f"{shown(text)} is not a 1Password reference: expected op://vault/item/[section/]field"
         )
     body, _, query = text[5:].partition("?")
     parts = body.split("/")
     if len(parts) not in (3, 4) or any(not p.strip() for p in parts):
         raise InvalidReferenceError(
-            f"{_shown(text)} must have the form op://vault/item/[section/]field with no empty parts "
+            f"{shown(text)} must have the form op://vault/item/[section/]field with no empty parts "
             f"(found {len(parts)} part(s)); names containing '/' must be given by id"
         )
     attribute = _parse_query(text, query)
@@ -104,7 +104,9 @@ def parse_team_entry(entry: Mapping[str, Any]) -> SecretReference:
     if not dot:
         section, field = ANY_SECTION, opfield
     if not field.strip():
-        raise InvalidReferenceError(f"'opfield' {opfield!r} names no field: use 'section.field', '.field' or 'field'")
+        raise InvalidReferenceError(
+            f"'opfield' {shown(opfield)} names no field: use 'section.field', '.field' or 'field'"
+        )
     return SecretReference(item=item, field=field, vault=vault, section=section)
 
 
@@ -128,11 +130,11 @@ def parse_secret_mapping(mapping: Any) -> dict[str, SecretReference]:
     parsed: dict[str, SecretReference] = {}
     for name, spec in mapping.items():
         if not isinstance(name, str) or not name:
-            raise InvalidReferenceError(f"secret names must be non-empty strings, got {name!r}")
+            raise InvalidReferenceError(f"secret names must be non-empty strings, got {shown(name)}")
         try:
             parsed[name] = parse_secret_spec(spec)
         except InvalidReferenceError as err:
-            raise InvalidReferenceError(f"{name}: {err}") from None
+            raise InvalidReferenceError(f"{shown(name)[1:-1]}: {err}") from None
     return parsed
 
 
@@ -143,13 +145,13 @@ def _parse_query(text: str, query: str) -> str:
     keys = {k for k, _ in pairs}
     if keys != {"attribute"} or len(pairs) != 1:
         raise InvalidReferenceError(
-            f"{_shown(text)}: only the query '?attribute=<{'|'.join(sorted(ATTRIBUTES))}>' is supported"
+            f"{shown(text)}: only the query '?attribute=<{'|'.join(sorted(ATTRIBUTES))}>' is supported"
         )
     value = pairs[0][1].strip().lower()
     value = _ATTRIBUTE_ALIASES.get(value, value)
     if value not in ATTRIBUTES:
         raise InvalidReferenceError(
-            f"{_shown(text)}: unsupported attribute {pairs[0][1]!r}; supported: {', '.join(sorted(ATTRIBUTES))}"
+            f"{shown(text)}: unsupported attribute {pairs[0][1]!r}; supported: {', '.join(sorted(ATTRIBUTES))}"
         )
     return value
 
@@ -159,8 +161,3 @@ def _required_text(entry: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidReferenceError(f"{key!r} is required and must be a non-empty string")
     return value
-
-
-def _shown(text: str) -> str:
-    """References hold names, not values, but keep error lines short."""
-    return repr(text if len(text) <= 120 else text[:117] + "...")

@@ -395,8 +395,12 @@ class _Analysis(cst.CSTVisitor):
     def change_notes(self) -> list[str]:
         notes = set(self._notes)
         if self.docker_calls:
-            notes.add(f"{len(self.docker_calls)} Docker task(s) -> SecretDockerOperator(secrets=...)")
-        if self.auto_remove_args:
+            notes.add(
+                f"{len(self.docker_calls)} Docker task(s) -> SecretDockerOperator(secrets=...), which removes "
+                "its containers (auto_remove=True dropped: it is the default)"
+            )
+        converted = {arg for call in self.docker_calls for arg in call.args}
+        if any(arg not in converted or _is_false(arg) for arg in self.auto_remove_args):
             notes.add("auto_remove=True/False -> 'success'/'never'")
         if self.schedule_args:
             notes.add("schedule_interval= -> schedule=")
@@ -714,6 +718,10 @@ def _mentions_os_environ(node: cst.CSTNode) -> bool:
     return Find.hit
 
 
+def _is_false(arg: cst.Arg) -> bool:
+    return isinstance(arg.value, cst.Name) and arg.value.value == "False"
+
+
 class _Rewrite(cst.CSTTransformer):
     """Apply the edits _Analysis decided, keyed by the original nodes."""
 
@@ -735,12 +743,18 @@ class _Rewrite(cst.CSTTransformer):
         secrets = self.a.docker_calls.get(original_node)
         if secrets is None:
             return updated_node
-        args = [
-            arg.with_changes(keyword=cst.Name("secrets"), value=secrets.deep_clone())
-            if arg.keyword is not None and arg.keyword.value == "environment"
-            else arg
-            for arg in updated_node.args
-        ]
+        args: list[cst.Arg] = []
+        for original, arg in zip(original_node.args, updated_node.args, strict=True):
+            keyword = arg.keyword.value if arg.keyword is not None else None
+            if keyword == "environment":
+                arg = arg.with_changes(keyword=cst.Name("secrets"), value=secrets.deep_clone())
+            elif keyword == "auto_remove" and isinstance(original.value, cst.Name) and original.value.value == "True":
+                # Airflow 2's True removed the container on exit; SecretDockerOperator's default removes
+                # every container that received secrets, even one stopped by a kill.
+                if arg is updated_node.args[-1] and args:
+                    args[-1] = args[-1].with_changes(comma=arg.comma)
+                continue
+            args.append(arg)
         return updated_node.with_changes(func=cst.Name("SecretDockerOperator"), args=args)
 
     def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:

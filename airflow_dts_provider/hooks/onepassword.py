@@ -23,6 +23,7 @@ EXTRA_SETTINGS = {
     "vault": str,
     "cache_ttl": float,
     "timeout": float,
+    "total_timeout": float,
     "max_retries": int,
 }
 
@@ -33,7 +34,8 @@ class OnePasswordHook(BaseHook):
 
     Connection (type ``onepassword``): host = Connect URL (``http://op-connect:8080``),
     password = Connect token, extra ``vault`` = default vault (name or id), optional extras
-    ``cache_ttl``, ``timeout``, ``max_retries``. When the default connection
+    ``cache_ttl``, ``timeout`` (per read), ``total_timeout`` (per lookup, retries included),
+    ``max_retries``. When the default connection
     ``onepassword_default`` does not exist, the hook falls back to the environment variables
     ``OP_CONNECT_HOST``/``OP_CONNECT``, ``OP_CONNECT_TOKEN``/``OP_API_TOKEN`` and
     ``OP_VAULT``/``OP_VAULT_ID``.
@@ -92,13 +94,13 @@ class OnePasswordHook(BaseHook):
             client = self.get_conn()
             client.heartbeat()
             if not client.settings.vault:
-                return True, f"1Password Connect at {client.settings.host} is up (no default vault to check)"
+                return True, f"1Password Connect at {client.settings.display_host} is up (no default vault to check)"
             vault_id = client.check_vault()
         except (OnePasswordError, AirflowNotFoundException) as err:
             return False, str(err)
         return (
             True,
-            f"1Password Connect at {client.settings.host} is up; vault {client.settings.vault!r} "
+            f"1Password Connect at {client.settings.display_host} is up; vault {client.settings.vault!r} "
             + (f"({vault_id}) is readable"),
         )
 

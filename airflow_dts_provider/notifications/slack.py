@@ -142,14 +142,18 @@ class SlackNotifier(BaseNotifier):
         problem = _exception_summary(context.get("exception")) or _redact(str(context.get("reason") or ""))
         log_url = self._log_url(ti)
 
-        header = f"{emoji} {title}: {subject}"
+        # Everything below that came from the task (ids, dates, the error) is escaped: Slack reads
+        # <!channel>, <@U123> and <url|text> in any text, so a message could ping or phish.
+        facts = [(k, slack_escape(v)) for k, v in facts]
+        problem = slack_escape(problem)
+        header = f"{emoji} {title}: {slack_escape(subject)}"
         if self.kind == "critical" and self.mentions:
             header = f"{' '.join(_mention(m) for m in self.mentions)} {header}"
         lines = [header, *(f"{k}: {v}" for k, v in facts)]
         if problem:
             lines.append(f"Error: {problem}")
         if log_url:
-            lines.append(f"Log: {log_url}")
+            lines.append(f"Log: {slack_escape(log_url)}")
         text = "\n".join(lines)
 
         blocks: list[dict[str, Any]] = [
@@ -157,7 +161,8 @@ class SlackNotifier(BaseNotifier):
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in facts[:10]]},
         ]
         if problem:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{problem}```"}})
+            code = problem.replace("`", "\u02cb")  # a ``` in the error must not close its code block
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{code}```"}})
         if log_url:
             blocks.append(
                 {
@@ -229,6 +234,11 @@ class SlackNotifier(BaseNotifier):
                 ) from err
             time.sleep(wait)
             send()
+
+
+def slack_escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn and plain text give meaning to (its documented rule)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _mention(who: str) -> str:

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.docker.operators.docker import DockerOperator
 from docker.errors import APIError, DockerException
 
-from airflow_dts_provider._onepassword import InvalidReferenceError, SecretReference, parse_secret_mapping
+from airflow_dts_provider._onepassword import (
+    InvalidReferenceError,
+    SecretReference,
+    parse_secret_mapping,
+    scrub_text,
+    shown,
+)
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook
 from airflow_dts_provider.operators.exceptions import ImagePullError
 
@@ -51,6 +57,10 @@ class SecretDockerOperator(DockerOperator):
     :param pull_fallback: when logging in to the registry or pulling fails with a transient error
         (connection refused/reset, timeout, DNS, 5xx), log a warning and run the local copy of the
         image. Permanent errors (denied, unknown manifest) and a missing local image still fail.
+    :param auto_remove: DockerOperator's; defaults to ``"force"`` here when there are secrets: an
+        exited container keeps its environment (``docker inspect`` shows it), so none that received
+        secrets outlives its task, even one stopped by a kill. ``"never"`` keeps the container for
+        debugging (``"success"`` keeps one stopped by a kill); the task log then says it holds secrets.
 
     All other arguments are DockerOperator's. Unlike DockerOperator, a failed pull is an error (it is
     not silently followed by running a stale local image) unless ``pull_fallback`` allows it, and the
@@ -67,6 +77,8 @@ class SecretDockerOperator(DockerOperator):
         pull_fallback: bool = False,
         **kwargs: Any,
     ) -> None:
+        if secrets and "auto_remove" not in kwargs:
+            kwargs["auto_remove"] = "force"
         super().__init__(**kwargs)
         self.secrets: dict[str, SecretReference] = validate_secrets(
             secrets or {}, environment=self.environment, private_environment=self._private_environment
@@ -100,6 +112,15 @@ class SecretDockerOperator(DockerOperator):
         self.log.info(
             "Resolving %d secret(s) from 1Password for: %s", len(self.secrets), ", ".join(sorted(self.secrets))
         )
+        if self.auto_remove != "force":
+            # providers-docker removes an exited container with "success" too; only "force" also removes
+            # one stopped by on_kill (task killed or timed out).
+            kept = "the container is kept" if self.auto_remove == "never" else "a container stopped by a kill is kept"
+            self.log.warning(
+                "auto_remove=%r: %s and holds the secrets %s in its environment (docker inspect shows them); "
+                "remove it when done, or drop auto_remove to have it always removed",
+                self.auto_remove, kept, ", ".join(sorted(self.secrets)),
+            )  # fmt: skip
         return hook.resolve_many(self.secrets)
 
     # ------------------------------------------------------------------ registry and pull
@@ -159,7 +180,8 @@ def validate_secrets(
     for name in secrets:
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             raise InvalidReferenceError(
-                f"secrets key {name!r} is not a valid environment variable name (letters, digits, _; not a digit first)"
+                f"secrets key {shown(name)} is not a valid environment variable name (letters, digits, _; "
+                "not a digit first)"
             )
         if isinstance(environment, Mapping) and name in environment:
             raise InvalidReferenceError(
@@ -184,8 +206,11 @@ def describe(error: object) -> str:
 
 
 def scrub(result: Any, values: Any) -> Any:
-    """Replace secret values in what DockerOperator returns (it becomes XCom) with ``***``."""
-    secrets = sorted((v for v in values if v), key=len, reverse=True)
+    """Replace secret values in what DockerOperator returns (it becomes XCom) with ``***``.
+
+    The same rule as log masking: each value and each of its lines, if long enough to mask.
+    """
+    secrets = [v for v in values if v]
     if not secrets or result is None:
         return result
     if isinstance(result, list):
@@ -193,6 +218,5 @@ def scrub(result: Any, values: Any) -> Any:
     if isinstance(result, bytes):
         result = result.decode("utf-8", "replace")
     if isinstance(result, str):
-        for secret in secrets:
-            result = result.replace(secret, "***")
+        result = scrub_text(result, secrets)
     return result

@@ -31,6 +31,7 @@ from airflow_dts_provider._onepassword import (
     OnePasswordUnavailableError,
     VaultNotFoundError,
     mask,
+    mask_json_leaves,
     shared_client,
 )
 
@@ -91,7 +92,8 @@ class OnePasswordBackend(BaseSecretsBackend):
         elsewhere (environment, metastore) cost nothing.
     :param outage_backoff: after Connect was unreachable or refused the token, seconds during which
         lookups return None at once instead of waiting on Connect again (one warning per outage).
-    :param timeout: per-request timeout in seconds.
+    :param timeout: per-read timeout in seconds.
+    :param total_timeout: seconds one lookup may take, every request and retry included.
     :param max_retries: retries for transient errors.
     :param delegate_in_dag_parsing: in DAG-file parsing subprocesses (and the triggerer's runner), return
         None so Airflow asks the long-lived DAG processor (triggerer) over its supervisor channel; that
@@ -115,6 +117,7 @@ class OnePasswordBackend(BaseSecretsBackend):
         miss_ttl: float = 60.0,
         outage_backoff: float = 30.0,
         timeout: float = 5.0,
+        total_timeout: float = 15.0,
         max_retries: int = 1,
         delegate_in_dag_parsing: bool = True,
         **unknown: Any,
@@ -128,7 +131,7 @@ class OnePasswordBackend(BaseSecretsBackend):
             )
         self.settings = ConnectSettings.from_env(
             host=connect_host, token=connect_token, vault=vault, cache_ttl=cache_ttl, timeout=timeout,
-            max_retries=max_retries,
+            total_timeout=total_timeout, max_retries=max_retries,
         )  # fmt: skip
         if not self.settings.vault:
             raise OnePasswordConfigError(
@@ -162,14 +165,13 @@ class OnePasswordBackend(BaseSecretsBackend):
         item = self._lookup("connection", conn_id)
         if item is None:
             return None
-        password = _field(item, CONNECTION_FIELDS["password"], purpose="PASSWORD")
-        if password is not None and password.value:
-            mask(password.value)
         try:
-            return connection_value(item)
+            value = connection_value(item)
         except OnePasswordError as err:  # a malformed item: say which, then let Airflow go on
             log.warning("1Password connection %r not used: %s", conn_id, err)
             return None
+        mask_connection(item, value)
+        return value
 
     def get_variable(self, key: str, team_name: str | None = None) -> str | None:
         item = self._lookup("variable", key)
@@ -305,6 +307,50 @@ def connection_value(item: Item) -> str:
     if extra:
         conn["extra"] = json.dumps(extra)
     return json.dumps(conn)
+
+
+def mask_connection(item: Item, value: str) -> None:
+    """Register the secret parts of a connection built from an item with the masker.
+
+    Secret parts: the password, every extra value (an ``extra`` JSON field, the ``extra`` section),
+    a whole ``uri``/``json`` field and the password and extras inside it, and every concealed field.
+    Host, login, schema, port and type stay readable in logs, as Airflow leaves them.
+    """
+    for secret in item.secret_values():
+        mask(secret)
+    whole = _field(item, WHOLE_CONNECTION_FIELDS)
+    if whole is not None and whole.value:
+        mask(whole.value)
+    try:
+        parsed = json.loads(value)
+    except ValueError:  # an Airflow URI
+        _mask_uri(value)
+        return
+    if not isinstance(parsed, dict):
+        return
+    mask(parsed.get("password") if isinstance(parsed.get("password"), str) else None)
+    extra = parsed.get("extra")
+    if isinstance(extra, str):
+        mask(extra)
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return
+    mask_json_leaves(extra)
+
+
+def _mask_uri(uri: str) -> None:
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return
+    if parts.password:
+        mask(parts.password)
+        mask(unquote(parts.password))
+    for _, query_value in parse_qsl(parts.query):
+        mask(query_value)
 
 
 def _field(item: Item, names: tuple[str, ...], purpose: str | None = None) -> ItemField | None:

@@ -38,7 +38,6 @@ def secret_docker_e2e() -> None:
         secrets=REQUIRED_SECRETS,
         onepassword_vault="Docker Vault",
         mount_tmp_dir=False,
-        auto_remove="success",
     )
 
 

@@ -1,0 +1,86 @@
+"""DAGs for tests/test_secret_hygiene_e2e.py: the leak paths of issue 13, tried in real runs.
+
+Every value named here lives only in the dev vault; the test then searches logs, XCom, rendered
+fields, the metadata DB, API answers and Slack bodies for it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import Variable, dag, task
+
+from airflow_dts_provider.hooks.onepassword import OnePasswordHook
+from airflow_dts_provider.notifications.slack import SlackNotifier
+from airflow_dts_provider.operators.docker import SecretDockerOperator
+
+IMAGE = os.environ.get("DTS_TEST_IMAGE", "localhost/dts-busybox:latest")
+DOCKER_URL = os.environ.get("DTS_DOCKER_URL", "unix:///tmp/dts-podman/podman.sock")
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+#: What a hostile or careless exception message could hold; Slack must show it as text.
+INJECTION = "<!channel> <@U123> <https://evil.example|Re-authenticate here> ``` closing fence"
+FAILED_CONTAINER = "dts-hygiene-failed-with-secrets"
+ENGINE = {"image": IMAGE, "docker_url": DOCKER_URL, "mount_tmp_dir": False}
+
+
+@dag(schedule=None, start_date=START, catchup=False, tags=["tests"])
+def hygiene_docker_e2e() -> None:
+    # A two-line secret printed whole: both lines reach the log; the last one is XCom.
+    SecretDockerOperator(
+        task_id="multiline",
+        command=["sh", "-c", 'echo "value: $MULTI"'],
+        secrets={"MULTI": "op://Docker Vault/Multiline Canary/secret"},
+        **ENGINE,
+    )
+    # A container that received secrets and failed, with the default auto_remove.
+    SecretDockerOperator(
+        task_id="failed_container",
+        command=["sh", "-c", "exit 3"],
+        secrets={"CANARY_SECRET": "op://Docker Vault/Canary/secret"},
+        container_name=FAILED_CONTAINER,
+        **ENGINE,
+    )
+
+
+@dag(schedule=None, start_date=START, catchup=False, tags=["tests"])
+def hygiene_templates_e2e() -> None:
+    BashOperator(
+        task_id="connection_extras",
+        bash_command=(
+            'echo "section extra: {{ conn.canary_extra.extra_dejson.api_key }}" && '
+            'echo "json extra: {{ conn.canary_extra.extra_dejson.client_secret }}"'
+        ),
+        do_xcom_push=False,
+    )
+    # BashOperator pushes its last output line to XCom: here a password (the XCom backend's job).
+    BashOperator(task_id="echoes_a_password", bash_command='echo "password: {{ conn.canary_conn.password }}"')
+
+    @task
+    def returns_a_secret() -> dict[str, str]:
+        return {"careless": Variable.get("canary_var"), "fine": "not secret"}
+
+    returns_a_secret()
+
+
+@task
+def hostile_error() -> None:
+    raise RuntimeError(f"upstream said: {INJECTION}")
+
+
+@task
+def lookup_with_newline_token() -> None:
+    OnePasswordHook("onepassword_newline").get_field("Canary", "secret", vault="Docker Vault")
+
+
+@dag(schedule=None, start_date=START, catchup=False, tags=["tests"],
+     default_args={"on_failure_callback": [SlackNotifier(kind="failure")]})  # fmt: skip
+def hygiene_slack_e2e() -> None:
+    hostile_error()
+    lookup_with_newline_token()
+
+
+hygiene_docker_e2e()
+hygiene_templates_e2e()
+hygiene_slack_e2e()

@@ -1,0 +1,404 @@
+"""Issue 13, fast half: each leak path found by the adversarial review, closed and proven at unit level.
+
+Real parts: the real SDK client against the dev vault (or, for shapes and speeds the dev vault will not
+produce, a small local HTTP stand-in in this file), Airflow's own secret maskers (emptied per test by
+``clean_masker``), the real SlackNotifier message builder. The Airflow runs that found these are in
+tests/test_secret_hygiene_e2e.py.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from airflow.models.connection import Connection
+
+from airflow_dts_provider._onepassword import (
+    ConnectSettings,
+    FieldNotFoundError,
+    OnePasswordClient,
+    OnePasswordConfigError,
+    OnePasswordError,
+    OnePasswordUnavailableError,
+    maskable_parts,
+)
+from airflow_dts_provider._onepassword.client import _describe_transport_error
+from airflow_dts_provider.devvault import DevVaultServer
+from airflow_dts_provider.hooks.onepassword import OnePasswordHook, settings_from_connection
+from airflow_dts_provider.notifications.slack import SlackNotifier
+from airflow_dts_provider.operators.docker import SecretDockerOperator, scrub
+from airflow_dts_provider.secrets.onepassword import OnePasswordBackend
+from airflow_dts_provider.xcom.backend import SecretMaskingXComBackend
+from tests.conftest import TOKEN
+
+Masked = Callable[[str], str]
+
+
+# ---------------------------------------------------------------------------------------------- 1. token
+@pytest.mark.parametrize("junk", ["\n", "\r\n", " ", "\t", "\x00", "\u00a0", "\x7f"])
+def test_token_with_whitespace_or_control_characters_is_refused_without_echoing_it(junk: str) -> None:
+    bad = TOKEN + junk
+    made = [
+        lambda: ConnectSettings(host="http://127.0.0.1:1", token=bad),
+        lambda: settings_from_connection(Connection(conn_id="op", conn_type="onepassword", host="h", password=bad)),
+        lambda: OnePasswordBackend(connect_host="http://127.0.0.1:1", connect_token=bad, vault="V"),
+    ]
+    for make in made:
+        with pytest.raises(OnePasswordConfigError, match="whitespace or control characters") as raised:
+            make()
+        assert TOKEN not in str(raised.value)
+
+
+def test_unsendable_request_is_a_config_error_without_header_text_and_not_retried(
+    devvault: DevVaultServer, make_client: Callable[..., OnePasswordClient]
+) -> None:
+    """Had a bad token got past the settings check, httpx's LocalProtocolError quotes the header."""
+    client = make_client(max_retries=3)
+    object.__setattr__(client.settings, "token", TOKEN + "\n")
+    client._start_process_state()  # rebuild the SDK session with the bad token, as a fresh client would
+    with pytest.raises(OnePasswordConfigError, match="could not be sent") as raised:
+        client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    assert TOKEN not in str(raised.value) and "Bearer" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__context__ is not None  # suppressed, not chained
+    assert client.stats.requests == 1, "an unsendable request is not an outage: no retries"
+    assert devvault.request_count == 0
+
+
+def test_transport_error_text_loses_credentials() -> None:
+    settings = ConnectSettings(host="http://op:8080", token=TOKEN)
+    err = httpx.ReadError(f"peer reset; sent Authorization: Bearer {TOKEN}xyz to http://ann:pw123456@op:8080/v1")
+    text = _describe_transport_error(err, settings)
+    assert TOKEN not in text and "pw123456" not in text and "ann" not in text
+    assert text.startswith("peer reset")
+
+
+# ---------------------------------------------------------------------------------------------- 2. lines
+def test_multi_line_values_are_masked_line_by_line(clean_masker: Masked, make_client: Any) -> None:
+    from airflow_dts_provider._onepassword import mask
+
+    mask("first-line-secret\r\nsecond-line-secret\nab")
+    assert clean_masker("log: first-line-secret") == "log: ***"
+    assert clean_masker("second-line-secret") == "***"
+    assert clean_masker("ab") == "ab", "a 2-character line is below Airflow's threshold, as whole values are"
+
+
+def test_log_masking_and_xcom_scrubbing_apply_the_same_rule(clean_masker: Masked) -> None:
+    from airflow_dts_provider._onepassword import mask
+
+    values = ["abcd", "abcde", "airflow", "Airflow", "one-line-value", "two\nlines-here", "x\ny"]
+    for value in values:
+        mask(value)
+    for value in values:
+        for text in {value, *value.splitlines()}:
+            in_log = clean_masker(text) == "***"
+            in_xcom = scrub(text, values) == "***"
+            assert in_log == in_xcom, f"{text!r}: log masked={in_log}, XCom scrubbed={in_xcom}"
+            assert in_log == (text in maskable_parts(value)), text
+    assert maskable_parts("abcd") == [] and maskable_parts("abcde") == ["abcde"]
+
+
+def test_resolve_registers_each_line_of_a_secret(clean_masker: Masked, make_client: Any) -> None:
+    client = make_client(vault="Docker Vault")
+    value = client.resolve("op://Docker Vault/Multiline Canary/secret")
+    first, second = value.splitlines()
+    assert clean_masker(f"{first} / {second}") == "*** / ***"
+
+
+def test_short_secret_gets_a_warning_naming_it_not_its_value(
+    clean_masker: Masked, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    with caplog.at_level("WARNING"):
+        client.resolve_many({"TWO": {"opitem": "airflow/variables/two_fields", "opfield": "second",
+                                     "opvault": "Airflow Vault"}})  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if "too short" in r.getMessage()]
+    assert len(warned) == 1 and "TWO" in warned[0]
+
+
+# ---------------------------------------------------------------------------------------------- 3. extras
+def test_connection_extras_from_the_backend_are_masked(clean_masker: Masked, devvault: DevVaultServer) -> None:
+    backend = OnePasswordBackend(connect_host=devvault.url, connect_token=TOKEN, vault="Airflow Vault", cache_ttl=0)
+    conn = json.loads(backend.get_conn_value("canary_extra") or "{}")
+    assert json.loads(conn["extra"])["api_key"] == "EXTRA-SECTION-CANARY-9e2f-do-not-leak"
+    assert clean_masker("EXTRA-SECTION-CANARY-9e2f-do-not-leak") == "***"
+    assert clean_masker("EXTRA-JSON-CANARY-4b1d-do-not-leak") == "***"
+    assert clean_masker("extra.example.internal") == "extra.example.internal", "the host stays readable"
+    assert clean_masker("false") == "false", "JSON literals written as text are not secrets"
+
+
+def test_whole_json_connection_field_password_and_extras_are_masked(
+    clean_masker: Masked, devvault: DevVaultServer
+) -> None:
+    backend = OnePasswordBackend(connect_host=devvault.url, connect_token=TOKEN, vault="Airflow Vault", cache_ttl=0)
+    assert backend.get_conn_value("json_conn")
+    assert clean_masker("password json-pass") == "password ***"
+    assert clean_masker("api.example.internal") == "api.example.internal", "the host stays readable"
+
+
+def test_uri_connection_password_is_masked(clean_masker: Masked) -> None:
+    from airflow_dts_provider._onepassword import Item
+    from airflow_dts_provider.secrets.onepassword import connection_value, mask_connection
+
+    raw = {"id": "i", "title": "t", "fields": [{"id": "uri", "label": "uri", "value": "postgres://u:p%40ss-w0rd@db/x"}]}
+    item = Item.from_json(raw)
+    mask_connection(item, connection_value(item))
+    assert clean_masker("password p@ss-w0rd") == "password ***"
+
+
+# ---------------------------------------------------------------------------------------------- 4. Slack
+INJECTIONS = "<!channel> <@U123> <https://evil.example|Re-authenticate here> ``` *bold* & more"
+
+
+def test_slack_message_escapes_everything_from_the_task() -> None:
+    notifier = SlackNotifier(kind="critical", mentions=["U024BE7LH"])
+    context = {"exception": RuntimeError(INJECTIONS), "run_id": "manual__<!here>", "ti": None}
+    text, blocks = notifier.build_message(context)
+    rendered = [text, *(json.dumps(b) for b in blocks)]
+    for part in rendered:
+        assert "<!channel>" not in part and "<@U123>" not in part and "<https://evil" not in part
+        assert "<!here>" not in part
+    assert "<@U024BE7LH>" in text, "our own configured mention is still a mention"
+    assert "&lt;!channel&gt;" in text and "&amp; more" in text
+    error_block = next(b["text"]["text"] for b in blocks if b.get("text", {}).get("text", "").startswith("*Error*"))
+    assert error_block.startswith("*Error*\n```") and error_block.endswith("```")
+    assert error_block.count("```") == 2, "the error cannot close its own code block"
+
+
+# ---------------------------------------------------------------------------------------------- 5. deadline
+@dataclass
+class SlowServer:
+    """A TCP server that answers like a broken Connect: trickling a byte at a time, or never."""
+
+    mode: str  # "trickle" | "silent"
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            if self.mode == "silent":
+                self.stopped.wait(60)
+                return
+            payload = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n[" + b" " * 2000
+            )
+            for byte in payload:
+                if self.stopped.wait(0.3):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["trickle", "silent"])
+def test_a_slow_connect_server_cannot_hold_a_lookup_past_its_total_deadline(mode: str) -> None:
+    server = SlowServer(mode)
+    settings = ConnectSettings(
+        host=f"http://127.0.0.1:{server.port}", token=TOKEN, vault="V", timeout=2, total_timeout=3, max_retries=3,
+        backoff=0.1,
+    )  # fmt: skip
+    client = OnePasswordClient(settings)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OnePasswordUnavailableError, match="3s total deadline") as raised:
+            client.resolve("op://V/item/field")
+    finally:
+        took = time.monotonic() - started
+        server.stop()
+        client.close()
+    assert 2.5 <= took < 4.0, f"lookup took {took:.1f}s with total_timeout=3"
+    assert f"127.0.0.1:{server.port}" in str(raised.value)
+
+
+def test_total_deadline_covers_parallel_item_fetches(devvault: DevVaultServer, make_client: Any) -> None:
+    devvault.faults.update({"latency": 1.5, "path_contains": "/items/"})
+    client = make_client(timeout=5, total_timeout=1, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(OnePasswordUnavailableError, match="total deadline"):
+        client.resolve_many({"A": {"opitem": "Knack", "opfield": "prod.appId"}, "B": "op://Team Vault/Canary/secret"})
+    assert time.monotonic() - started < 1.4
+
+
+# ---------------------------------------------------------------------------------------------- 6. containers
+def test_containers_with_secrets_are_removed_unless_the_author_opts_out() -> None:
+    secrets = {"TOKEN": "op://V/i/f"}
+    assert SecretDockerOperator(task_id="a", image="busybox", secrets=secrets).auto_remove == "force"
+    assert SecretDockerOperator(task_id="b", image="busybox").auto_remove == "never", "no secrets: DockerOperator's"
+    kept = SecretDockerOperator(task_id="c", image="busybox", secrets=secrets, auto_remove="never")
+    assert kept.auto_remove == "never", "an explicit choice is kept (and warned about at run time)"
+
+
+# ---------------------------------------------------------------------------------------------- 7. shapes
+class ShapeServer(http.server.ThreadingHTTPServer):
+    """A Connect stand-in answering fixed JSON per path (shapes a real Connect would never send)."""
+
+    def __init__(self, answers: dict[str, Any]):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                body = json.dumps(answers.get(path, {"status": 404, "message": "nope"})).encode()
+                self.send_response(200 if path in answers else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+VAULT = {"id": "v" * 26, "name": "V"}
+ITEMS = f"/v1/vaults/{'v' * 26}/items"
+SHAPES = {
+    "vault list is an object": ({"/v1/vaults": {"foo": 1}}, "/v1/vaults"),
+    "vault list entry without id": ({"/v1/vaults": [{"name": "V"}]}, "/v1/vaults"),
+    "item list is null": ({"/v1/vaults": [VAULT], ITEMS: None}, ITEMS),
+    "item list entry without id": ({"/v1/vaults": [VAULT], ITEMS: [{"title": "item"}]}, ITEMS),
+    "item is null": ({"/v1/vaults": [VAULT], ITEMS: [{"id": "i" * 26, "title": "item"}], f"{ITEMS}/{'i' * 26}": None},
+                     f"{ITEMS}/{'i' * 26}"),
+    "item without id": ({"/v1/vaults": [VAULT], ITEMS: [{"id": "i" * 26, "title": "item"}],
+                         f"{ITEMS}/{'i' * 26}": {"foo": 1}}, f"{ITEMS}/{'i' * 26}"),
+}  # fmt: skip
+
+
+@pytest.fixture
+def shape_server() -> Iterator[Callable[[dict[str, Any]], ShapeServer]]:
+    servers: list[ShapeServer] = []
+
+    def start(answers: dict[str, Any]) -> ShapeServer:
+        servers.append(ShapeServer(answers))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("case", SHAPES)
+def test_valid_json_of_the_wrong_shape_is_a_onepassword_error_naming_the_endpoint(
+    case: str, shape_server: Callable[[dict[str, Any]], ShapeServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    answers, endpoint = SHAPES[case]
+    server = shape_server(answers)
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
+    with pytest.raises(OnePasswordError) as raised:
+        client.resolve("op://V/item/field")
+    assert type(raised.value) is OnePasswordError and endpoint in str(raised.value)
+    backend = OnePasswordBackend(connect_host=server.url, connect_token=TOKEN, vault="V", connections_prefix="")
+    with caplog.at_level("WARNING"):
+        assert backend.get_conn_value("item") is None, "the backend logs it and lets Airflow go on"
+    assert any(endpoint in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------------------- 8. messages
+def test_a_huge_item_name_makes_a_short_error(make_client: Any) -> None:
+    client = make_client()
+    with pytest.raises(OnePasswordError) as raised:
+        client.resolve({"opitem": "x" * 1_000_000, "opfield": "f"})
+    assert len(str(raised.value)) < 600
+
+
+def test_a_huge_secret_name_makes_a_short_parse_error() -> None:
+    with pytest.raises(OnePasswordError) as raised:
+        SecretDockerOperator(task_id="t", image="busybox", secrets={"1" * 1_000_000: "op://V/i/f"})
+    assert len(str(raised.value)) < 600
+
+
+def test_user_info_in_the_connect_url_never_reaches_a_message() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = ConnectSettings(
+        host=f"http://ann:hunter2-secret@127.0.0.1:{port}", token=TOKEN, vault="V", max_retries=0
+    )
+    client = OnePasswordClient(settings)
+    with pytest.raises(OnePasswordUnavailableError) as raised:
+        client.resolve("op://V/i/f")
+    shown = [str(raised.value), repr(settings), repr(client)]
+    assert all("hunter2-secret" not in text and "ann:" not in text for text in shown), shown
+    assert f"http://127.0.0.1:{port}" in str(raised.value)
+    with pytest.raises(OnePasswordConfigError) as no_scheme:
+        ConnectSettings(host="ann:hunter2-secret@op-connect:8080", token=TOKEN)
+    assert "hunter2-secret" not in str(no_scheme.value)
+
+
+def test_hook_connection_test_message_has_no_user_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conn = {"conn_type": "onepassword", "host": f"http://ann:hunter2-secret@127.0.0.1:{port}", "password": TOKEN,
+            "extra": {"max_retries": 0}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_OP_USERINFO", json.dumps(conn))
+    ok, message = OnePasswordHook("op_userinfo").test_connection()
+    assert not ok and "hunter2-secret" not in message and "127.0.0.1" in message
+
+
+def test_a_dotted_field_label_gets_a_hint_to_use_an_op_reference(make_client: Any) -> None:
+    client = make_client()
+    with pytest.raises(FieldNotFoundError, match=r"op://Team Vault/Dotted Label/api\.token"):
+        client.resolve({"opitem": "Dotted Label", "opfield": "api.token"})
+    assert client.resolve("op://Team Vault/Dotted Label/api.token") == "dotted-no-section-token"
+
+
+# ---------------------------------------------------------------------------------------------- XCom guard
+@dataclass
+class Report:  # a value serde turns into a dict of strings
+    note: str
+    rows: list[str]
+
+
+def test_xcom_backend_replaces_every_known_secret_before_storing(clean_masker: Masked) -> None:
+    from airflow_dts_provider._onepassword import mask
+
+    mask("XCOM-CANARY-0f9e-do-not-store")
+    value = {
+        "last_line": "token=XCOM-CANARY-0f9e-do-not-store",
+        "XCOM-CANARY-0f9e-do-not-store": [1, ("XCOM-CANARY-0f9e-do-not-store", None)],
+        "count": 3,
+        "note": "nothing secret here",
+    }
+    stored = SecretMaskingXComBackend.serialize_value(value, key="return_value", task_id="t", dag_id="d", run_id="r")
+    assert "XCOM-CANARY" not in json.dumps(stored)
+    assert stored["last_line"] == "token=***" and stored["count"] == 3 and stored["note"] == "nothing secret here"
+    report = SecretMaskingXComBackend.serialize_value(Report("XCOM-CANARY-0f9e-do-not-store", ["ok"]))
+    assert "XCOM-CANARY" not in json.dumps(report) and "ok" in json.dumps(report)
+
+
+def test_xcom_backend_leaves_values_unchanged_when_nothing_is_secret(clean_masker: Masked) -> None:
+    value = {"token": "not-a-known-value", "rows": [1, 2, 3]}
+    assert SecretMaskingXComBackend.serialize_value(value) == value, "no guessing by key names"
