@@ -6,4 +6,6 @@ DAG Repositories admin page.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+#: The package version, and the only place it is written (pyproject.toml reads it; CHANGELOG.md says what
+#: changed in each).
+__version__ = "0.2.0"

@@ -10,6 +10,34 @@ from typing import Any
 
 from airflow_dts_provider import __version__
 
+#: The ``[dts]`` options the package reads (tests/test_provider_info.py finds every ``conf.get("dts", ...)``
+#: in the code and checks it is declared here with the same default). Kept in this light module: the
+#: providers manager imports it in every Airflow process.
+CONFIG: dict[str, Any] = {
+    "dts": {
+        "description": "Settings of the DTS provider (airflow-dts-provider) that apply to the whole installation.",
+        "options": {
+            "repo_url_template": {
+                "description": "Link for each repository on the Admin > DAG Repositories page; ``{repo}`` is "
+                "the name from a DAG's ``repo:<name>`` tag (URL-encoded).",
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "https://gitlab.example.org/dts/{repo}",
+                "default": "https://github.com/cityofaustin/{repo}",
+            },
+            "slack_alert_environments": {
+                "description": "Comma-separated ``ENVIRONMENT`` values in which the Slack drop-ins "
+                "(task_fail_slack_alert, task_fail_slack_alert_critical, task_success_slack_alert) send; "
+                "``*`` sends everywhere. SlackNotifier itself uses its ``environments`` argument.",
+                "version_added": "0.2.0",
+                "type": "string",
+                "example": "production,staging",
+                "default": "production",
+            },
+        },
+    }
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -18,6 +46,9 @@ def get_provider_info() -> dict[str, Any]:
         "description": "1Password secrets (hook, secrets backend, secret-safe Docker operator), Slack alerts "
         "and the DAG Repositories admin page for the DTS data team.",
         "versions": [__version__],
+        "secrets-backends": ["airflow_dts_provider.secrets.onepassword.OnePasswordBackend"],
+        "notifications": ["airflow_dts_provider.notifications.slack.SlackNotifier"],
+        "config": CONFIG,
         "integrations": [
             {
                 "integration-name": "1Password Connect",
