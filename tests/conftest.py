@@ -32,8 +32,7 @@ REPO = TESTS.parent
 VAULT_FILE = TESTS / "data" / "test_vault.yaml"
 TOKEN = "test-token-0d1b2c"
 CANARY = "CANARY-7f3a9c1e-do-not-leak"
-#: Every canary value in the test vault that must never show anywhere (the old-way contrast DAG's
-#: OLDWAY canary is left out on purpose: that DAG demonstrates the leak).
+#: Every canary value in the test vault that must never show anywhere.
 CANARIES = (
     CANARY,
     "MULTI-CANARY-LINE-ONE-5c7e",

@@ -53,7 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.server.next_fault()
         if fault and fault[0] == "slow":
             time.sleep(fault[1])
-        record = {"path": self.path, "auth": self.headers.get("Authorization"), "body": body, "fault": fault}
+        record = {
+            "path": self.path, "auth": self.headers.get("Authorization"), "body": body, "fault": fault,
+            "at": time.monotonic(),
+        }  # fmt: skip
         with self.server.lock:
             self.server.messages.append(record)
             self.server.archive.append(record)

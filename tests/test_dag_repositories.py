@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from airflow_dts_provider.plugins.dag_repositories import DEFAULT_REPO_URL_TEMPLATE, collect_repositories
 from tests.cdp import Browser
-from tests.conftest import AirflowStack, _stop, free_port, require_binary, run_airflow, start_api_server
+from tests.conftest import REPO, AirflowStack, _stop, free_port, require_binary, run_airflow, start_api_server
+from tests.partial_auth_manager import PARTIAL_DAGS, PARTIAL_USER
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +78,18 @@ def test_readable_filter_hides_other_dags(parsed: AirflowStack) -> None:
 
 @pytest.fixture(scope="module")
 def auth_api(parsed: AirflowStack) -> Iterator[str]:
-    """A second API server on the same DB with real authentication (Simple auth manager, a viewer user)."""
+    """A second API server on the same DB with real authentication: Airflow's Simple auth manager with a
+    viewer user, and a user who may read only some DAGs (tests/partial_auth_manager.py)."""
     env = {
         **parsed.env,
+        "PYTHONPATH": str(REPO),
+        "AIRFLOW__CORE__AUTH_MANAGER": "tests.partial_auth_manager.PartialAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"viewer:viewer,{PARTIAL_USER}:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(parsed.home / "auth-passwords.json"),
     }
-    (parsed.home / "auth-passwords.json").write_text(json.dumps({"viewer": "viewer-password"}))
+    passwords = {"viewer": "viewer-password", PARTIAL_USER: "partial-password"}
+    (parsed.home / "auth-passwords.json").write_text(json.dumps(passwords))
     server, url = start_api_server(env, free_port(), parsed.home / "auth-api-server.log")
     yield url
     _stop(server)
@@ -95,10 +100,26 @@ def test_unauthenticated_requests_are_refused(auth_api: str) -> None:
     assert httpx.get(f"{auth_api}/dts/repositories").status_code == 401
 
 
-def test_signed_in_viewer_sees_the_page(auth_api: str) -> None:
-    token = httpx.post(f"{auth_api}/auth/token", json={"username": "viewer", "password": "viewer-password"})
+def sign_in(api: str, username: str, password: str) -> str:
+    token = httpx.post(f"{api}/auth/token", json={"username": username, "password": password})
     assert token.status_code == 201, token.text
-    jwt = token.json()["access_token"]
+    return str(token.json()["access_token"])
+
+
+def test_a_user_sees_only_the_dags_airflow_lets_them_read(auth_api: str) -> None:
+    jwt = sign_in(auth_api, PARTIAL_USER, "partial-password")
+    data = httpx.get(f"{auth_api}/dts/repositories.json", headers={"Authorization": f"Bearer {jwt}"}).json()
+    shown = {d["dag_id"] for r in data["repositories"] for d in r["dags"]} | {
+        d["dag_id"] for d in data["dags_without_repo"]
+    }
+    assert shown == PARTIAL_DAGS and data["dag_count"] == len(PARTIAL_DAGS)
+    page = httpx.get(f"{auth_api}/dts/repositories", cookies={"_token": jwt})
+    assert page.status_code == 200 and "example_slack_alerts" in page.text
+    assert "example_onepassword_hook" not in page.text and "secret_docker_e2e" not in page.text
+
+
+def test_signed_in_viewer_sees_the_page(auth_api: str) -> None:
+    jwt = sign_in(auth_api, "viewer", "viewer-password")
     by_header = httpx.get(f"{auth_api}/dts/repositories.json", headers={"Authorization": f"Bearer {jwt}"})
     assert by_header.status_code == 200 and by_header.json()["dag_count"] >= 10
     by_cookie = httpx.get(f"{auth_api}/dts/repositories", cookies={"_token": jwt})  # how the UI's iframe asks

@@ -261,6 +261,27 @@ def test_values_are_masked_and_never_logged(make_backend: MakeBackend, caplog: p
     assert CANARY not in repr(backend) and TOKEN not in repr(backend.settings)
 
 
+@pytest.mark.parametrize(
+    ("kind", "key", "value"),
+    [
+        ("variable", "single_field", "single-field-value"),  # a plain (not concealed) field
+        ("variable", "api_key", "variable-api-key"),
+        ("config", "smtp_password", "smtp-config-secret"),
+        ("connection", "warehouse", "warehouse-password"),
+        ("connection", "uri_conn", "uri-pass"),
+    ],
+)
+def test_every_value_returned_is_registered_with_the_masker(
+    make_backend: MakeBackend, clean_masker: Callable[[str], str], kind: str, key: str, value: str
+) -> None:
+    """From an empty masker: only the backend's own registration can make these pass."""
+    backend = make_backend()
+    got = {"variable": backend.get_variable, "config": backend.get_config, "connection": backend.get_conn_value}[kind]
+    result = got(key)
+    assert result is not None and value in result
+    assert clean_masker(f"seen {value}") == "seen ***"
+
+
 def test_parsing_subprocesses_delegate_to_the_dag_processor(
     make_backend: MakeBackend, devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from airflow_dts_provider.devvault import DevVaultServer
 from tests.conftest import CANARY, AirflowStack, _start, _stop, run_airflow
 
 DAG_ID = "secrets_backend_e2e"
@@ -72,17 +73,33 @@ def test_dags_test_leaves_no_canary(dags_test_run: dict[str, str], airflow_stack
 # -- the real thing: scheduler + DAG processor + API server + LocalExecutor -------------------
 
 
+#: The DAG processor re-parses every file this often during the test, so a few parse loops fit in PARSE_WINDOW.
+PARSE_INTERVAL = 4
+PARSE_WINDOW = 13.0
+
+
 @pytest.fixture(scope="module")
-def scheduler_run(airflow_stack: AirflowStack, dags_test_run: dict[str, str]) -> Iterator[dict[str, object]]:
-    """Start scheduler and DAG processor, let them find the DAG, trigger it through the REST API."""
+def scheduler_run(
+    airflow_stack: AirflowStack, dags_test_run: dict[str, str], devvault_server: DevVaultServer
+) -> Iterator[dict[str, object]]:
+    """Start scheduler and DAG processor, let them find the DAG, watch a few parse loops, trigger a run."""
     home = airflow_stack.home
+    processor_env = {**airflow_stack.env, "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(PARSE_INTERVAL)}
     procs = [
         _start(["scheduler"], airflow_stack.env, home / "scheduler.log"),
-        _start(["dag-processor"], airflow_stack.env, home / "dag-processor.log"),
+        _start(["dag-processor"], processor_env, home / "dag-processor.log"),
     ]
     api = httpx.Client(base_url=airflow_stack.api_url, timeout=10)
     try:
-        dag = wait_for(lambda: api.get(f"/api/v2/dags/{DAG_ID}"), lambda r: r.status_code == 200, 180, procs)
+        get_dag = lambda: api.get(f"/api/v2/dags/{DAG_ID}")  # noqa: E731
+        known = wait_for(get_dag, lambda r: r.status_code == 200, 180, procs).json()["last_parsed_time"]
+        # `dags test` above stored the DAG already: wait for this DAG processor's own first parse.
+        dag = wait_for(get_dag, lambda r: r.json()["last_parsed_time"] != known, 180, procs)
+        # Parse loops with nothing else running: every Connect request now comes from DAG parsing.
+        devvault_server.reset_counts()
+        time.sleep(PARSE_WINDOW)
+        parse_requests = list(devvault_server.request_log)
+        reparsed = get_dag().json()["last_parsed_time"] != dag.json()["last_parsed_time"]
         assert api.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
         clear_digests(airflow_stack)
         run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
@@ -94,6 +111,8 @@ def scheduler_run(airflow_stack: AirflowStack, dags_test_run: dict[str, str]) ->
         )  # fmt: skip
         rendered = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/render_templates").json()
         yield {
+            "parse_requests": parse_requests,
+            "reparsed": reparsed,
             "dag": dag.json(),
             "state": final.json()["state"],
             "digests": read_digests(airflow_stack),
@@ -119,6 +138,14 @@ def test_dag_processor_resolved_the_top_level_variable(scheduler_run: dict[str, 
     dag = scheduler_run["dag"]
     assert isinstance(dag, dict)
     assert "tag-from-1password" in {t["name"] for t in dag["tags"]}
+
+
+def test_parse_loops_reuse_the_dag_processors_cache(scheduler_run: dict[str, object]) -> None:
+    """Parsing children delegate the top-level Variable.get to the long-lived DAG processor, whose backend
+    cached it when the DAG was first parsed: repeated parses cost no Connect request. Without delegation
+    every parse is a fresh process and costs an item list and an item (at least 4 in this window)."""
+    assert scheduler_run["reparsed"], f"the file was not parsed again within {PARSE_WINDOW}s"
+    assert scheduler_run["parse_requests"] == []
 
 
 def test_scheduled_run_resolves_everything_from_1password(scheduler_run: dict[str, object]) -> None:

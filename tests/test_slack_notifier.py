@@ -57,7 +57,15 @@ def test_one_failure_message_after_the_last_try(failure_run: list[dict]) -> None
     assert "CST" in text or "CDT" in text, "dates are shown in America/Chicago"
     assert "second line is not shown" not in text
     blocks = json.loads(body["blocks"]) if isinstance(body["blocks"], str) else body["blocks"]
-    assert blocks[-1]["elements"][0]["text"]["text"] == "View Task Log"
+    # What Slack shows when blocks are present: check every block, not only the fallback text.
+    header, facts, error, actions = blocks
+    assert header["text"]["text"] == "*:red_circle: Task failed: slack_failure_e2e.boom*"
+    fields = {f["text"].split("\n")[0].strip("*"): f["text"].split("\n")[1] for f in facts["fields"]}
+    assert fields["DAG"] == "slack_failure_e2e" and fields["Task"] == "boom" and fields["Try"] == "2 of 2"
+    assert fields["Run"].startswith("manual__") and fields["Schedule"].startswith("At 06:00")
+    assert error["text"]["text"] == "*Error*\n```ValueError: upstream rejected the key ***```"
+    button = actions["elements"][0]
+    assert button["text"]["text"] == "View Task Log" and button["url"] == text.split("Log: ")[1].split("\n")[0]
 
 
 def test_canary_is_masked_in_the_message(failure_run: list[dict]) -> None:
@@ -161,7 +169,9 @@ def test_slack_errors_are_logged_not_raised(
 def test_short_rate_limit_is_retried_once(api_conn: None, slack_standin: SlackStandIn) -> None:
     slack_standin.plan.append(("rate_limit", 1))
     SlackNotifier(kind="failure")(dict(CONTEXT))
-    assert [m["fault"] for m in slack_standin.messages] == [["rate_limit", 1], None] or len(slack_standin.messages) == 2
+    first, second = slack_standin.messages  # the 429, then the retry
+    assert (first["fault"], second["fault"]) == (("rate_limit", 1), None)
+    assert second["at"] - first["at"] >= 1.0, "the retry waited the Retry-After the 429 asked for"
 
 
 def test_slow_slack_times_out(api_conn: None, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture) -> None:
