@@ -49,6 +49,17 @@ TEST_FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
 REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
 
 
+#: Fixtures that start Airflow, a container engine, a database or a server stack: tests using them are
+#: marked ``slow`` (``scripts/test --quick`` leaves them out; CI runs everything).
+SLOW_FIXTURES = frozenset({"airflow_stack", "docker_url", "postgres", "cli_env", "slack_standin"})
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark slow tests as they are collected (before ``-m`` selects)."""
+    if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``runs_last`` go to the end, whatever order the rest runs in."""

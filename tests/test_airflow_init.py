@@ -19,6 +19,9 @@ import pytest
 from tests.conftest import EXAMPLE_FERNET_KEY, REPO, Postgres
 from tests.conftest import TEST_FERNET_KEY as GOOD_FERNET_KEY
 
+#: Runs the airflow CLI in subprocesses: not part of scripts/test --quick.
+pytestmark = pytest.mark.slow
+
 INIT = REPO / "docker" / "airflow-init.sh"
 GOOD_PASSWORD = "correct-horse-battery"
 

@@ -23,6 +23,9 @@ from airflow_dts_provider.authoring.migrate import MigrationReport, migrate_fold
 from airflow_dts_provider.devvault import DevVaultServer, VaultData
 from tests.conftest import CANARY, TOKEN, AirflowStack, airflow_base_env, digests_in_log
 
+#: Runs the airflow CLI in subprocesses: not part of scripts/test --quick.
+pytestmark = pytest.mark.slow
+
 CORPUS = Path(__file__).parent / "data" / "airflow2_dags"
 CORPUS_VAULT = Path(__file__).parent / "data" / "airflow2_vault.yaml"
 VAULT = "DTS Airflow 2"

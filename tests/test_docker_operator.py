@@ -13,6 +13,7 @@ import pytest
 
 from airflow_dts_provider._onepassword import InvalidReferenceError
 from airflow_dts_provider.devvault import DevVaultServer
+from airflow_dts_provider.hooks.onepassword import OnePasswordHook
 from airflow_dts_provider.operators.docker import SecretDockerOperator, is_transient
 from airflow_dts_provider.operators.exceptions import ImagePullError
 from tests.conftest import CANARY, TOKEN, AirflowStack, digests_in_log
@@ -58,6 +59,7 @@ def test_construction_makes_no_network_call(devvault: DevVaultServer, onepasswor
     assert set(op.secrets) == {"APP_ID", "TOKEN"}
     assert devvault.request_count == 0
     assert "secrets" not in op.template_fields and "private_environment" not in op.template_fields
+    OnePasswordHook().get_conn().clear_cache()  # the process-wide client may hold these items from other tests
     assert set(op._resolve_secrets()) == {"APP_ID", "TOKEN"}
     assert devvault.request_count > 0, "the same operator does reach the vault when it runs"
 
