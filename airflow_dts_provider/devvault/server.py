@@ -1,28 +1,44 @@
-"""A 1Password Connect API (v1 subset) server over a local vault file, with fault injection.
+"""A 1Password Connect API (v1, read-only) server over a local vault file, with fault injection.
 
-It serves exactly what our client and the official SDK use, with Connect's shapes and errors,
-so DAG authors can work without 1Password access and tests can exercise the real HTTP path.
+It serves Connect's read routes with Connect's shapes and errors, as strictly as Connect (a filter
+Connect rejects is rejected here too), so what works against it works against a real Connect
+server, and DAG authors can work without 1Password access. It is read-only: every write method
+answers 405 after the token check. Safe to leave running: the token is checked before a body is
+read, bodies are capped, ``Content-Length`` is validated and idle connections time out.
 Extra routes under ``/__devvault/`` (same bearer token) count requests and inject faults.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_dts_provider.devvault.store import VaultData
+from airflow_dts_provider.devvault.store import TIMESTAMP, VaultData
 
 CONNECT_VERSION = "1.7.1"
-_FILTER_RE = re.compile(r'^\s*(?P<attr>title|name)\s+eq\s+"(?P<value>.*)"\s*$', re.DOTALL)
+#: Connect's SCIM subset: ``<attribute> eq "<value>"``, nothing else (no other operator, no unquoted value).
+_FILTER_RE = re.compile(r'^(?P<attr>[A-Za-z]+) eq "(?P<value>(?:[^"\\]|\\.)*)"$', re.DOTALL)
+#: Which attributes each collection can be filtered by (Connect API reference).
+FILTERABLE = {"vaults": ("name",), "items": ("title", "tag")}
+#: 1Password ids: 26 characters of [a-z0-9]. Connect answers 400 "Invalid Vault/Item UUID" for anything
+#: else (seen in Connect's logs, e.g. 1Password/connect#45 and onepassword-operator#132, and the JS SDK's
+#: #29), and 404 for a well-formed id it does not have (the API reference's "404 Item not found").
+_UUID_RE = re.compile(r"^[a-z0-9]{26}$")
 ADMIN_PREFIX = "/__devvault/"
+#: Largest request body read (the dev vault needs none: it is read-only); bigger ones get a 413.
+MAX_BODY = 64 * 1024
+#: Seconds an idle (keep-alive or silent) connection is kept before it is closed.
+IDLE_TIMEOUT = 30.0
 
 
 @dataclass
@@ -81,11 +97,14 @@ class DevVaultServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, data: VaultData, token: str, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, data: VaultData, token: str, host: str = "127.0.0.1", port: int = 0, idle_timeout: float = IDLE_TIMEOUT
+    ):
         if not token:
             raise ValueError("the dev vault needs a token: clients must send 'Authorization: Bearer <token>'")
         self.data = data
         self.token = token
+        self.idle_timeout = idle_timeout
         self.faults = FaultPlan()
         self.request_log: list[tuple[str, str]] = []
         self._log_lock = threading.Lock()
@@ -119,6 +138,45 @@ class DevVaultServer(ThreadingHTTPServer):
         with self._log_lock:
             kinds = Counter(_route_kind(p) for _, p in self.request_log)
             return {"requests": len(self.request_log), "by_kind": dict(kinds)}
+
+    def activity(self) -> list[dict[str, Any]]:
+        """Connect API requests received (refused ones included), shaped as ``GET /v1/activity``, newest first."""
+        with self._log_lock:
+            log = list(self.request_log)
+        entries = []
+        for n, (method, path) in enumerate(reversed(log)):
+            parts = [p for p in path.split("/") if p]
+            resource: dict[str, Any] = {"type": "ITEM" if len(parts) >= 5 else "VAULT"}
+            if len(parts) >= 3 and parts[:2] == ["v1", "vaults"]:
+                resource["vault"] = {"id": parts[2]}
+            if len(parts) >= 5:
+                resource["item"] = {"id": parts[4]}
+                resource["itemVersion"] = 1
+            entries.append(
+                {
+                    "requestId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{len(log) - n}:{method}:{path}")),
+                    "timestamp": TIMESTAMP,
+                    "action": "READ",
+                    "result": "SUCCESS",
+                    "actor": {
+                        "id": "devvault",
+                        "account": "devvault",
+                        "jti": "devvault",
+                        "userAgent": "",
+                        "requestIp": "",
+                    },
+                    "resource": resource,
+                }
+            )
+        return entries
+
+    def metrics(self) -> str:
+        """A Prometheus text exposition like Connect's ``/metrics`` (counts of requests by route)."""
+        lines = ["# HELP devvault_requests_total Connect API requests answered, by route.",
+                 "# TYPE devvault_requests_total counter"]  # fmt: skip
+        for kind, count in sorted(self.stats()["by_kind"].items()):
+            lines.append(f'devvault_requests_total{{route="{kind}"}} {count}')
+        return "\n".join(lines) + "\n"
 
     def reset_counts(self) -> None:
         with self._log_lock:
@@ -155,26 +213,39 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests count requests instead
         pass
 
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # type: ignore[misc]  # socket timeout: idle clients are dropped
+        super().setup()
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 
     def do_POST(self) -> None:
         self._dispatch("POST")
 
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.body = self.rfile.read(length) if length else b""  # always drained: keep-alive stays in sync
         split = urlsplit(self.path)
         path = split.path
-        query = parse_qs(split.query)  # like Connect's Go server, '+' decodes to a space
-        if path.startswith(ADMIN_PREFIX):
-            if self._authorized():
-                self._admin(method, path[len(ADMIN_PREFIX) :])
+        open_routes = ("/heartbeat", "/health", "/metrics")
+        if not path.startswith(ADMIN_PREFIX):
+            self.server.record(method, path)  # counted even when refused: tests count retries of a bad token
+        if path not in open_routes and not self._authorized():
+            return  # 401 sent, connection closed, body never read
+        if not self._read_body():
             return
-        self.server.record(method, path)
+        query = parse_qs(split.query, keep_blank_values=True)  # like Connect's Go server, '+' decodes to a space
+        if path.startswith(ADMIN_PREFIX):
+            self._admin(method, path[len(ADMIN_PREFIX) :])
+            return
         faults = self.server.faults
         if faults.latency:
             time.sleep(faults.latency)
@@ -186,18 +257,36 @@ class _Handler(BaseHTTPRequestHandler):
         if fate == "fail":
             self._fail(status)
             return
+        if method != "GET":
+            self._error(405, "Method not allowed: the dev vault is read-only")
+            return
         if path == "/heartbeat":
             self._send(200, b".", "text/plain")
-            return
-        if path == "/health":
+        elif path == "/health":
             self._json(200, {"name": "1Password Connect API", "version": CONNECT_VERSION, "dependencies": []})
-            return
-        if not self._authorized():
-            return
-        if method != "GET":
-            self._error(405, "Method not allowed on the dev vault (read-only)")
-            return
-        self._connect_api([unquote(p) for p in path.split("/") if p], query)
+        elif path == "/metrics":
+            self._send(200, self.server.metrics().encode(), "text/plain; version=0.0.4")
+        elif path == "/v1/activity":
+            self._activity(query)
+        else:
+            self._connect_api([unquote(p) for p in path.split("/") if p], query)
+
+    def _read_body(self) -> bool:
+        """Read the declared body (so keep-alive stays in sync), refusing bad or oversized lengths."""
+        raw = self.headers.get("Content-Length")
+        if raw is None or raw == "":
+            self.body = b""
+            return True
+        if not raw.isdigit():  # "-1", "abc", "1e3": never trust it, never wait on it
+            self.close_connection = True
+            self._error(400, "Invalid Content-Length header")
+            return False
+        if int(raw) > MAX_BODY:
+            self.close_connection = True
+            self._error(413, f"Request body larger than {MAX_BODY} bytes")
+            return False
+        self.body = self.rfile.read(int(raw))
+        return True
 
     def _connect_api(self, parts: list[str], query: dict[str, list[str]]) -> None:
         data = self.server.data
@@ -205,31 +294,64 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "Not found")
             return
         if len(parts) == 2:
-            vaults = data.vaults
-            wanted = _filter(query, "name")
-            if wanted is not None:
-                vaults = [v for v in vaults if v["name"] == wanted]
+            valid, wanted = self._filter(query, "vaults")
+            if not valid:
+                return
+            vaults = data.vaults if wanted is None else [v for v in data.vaults if _matches(v, wanted)]
             self._json(200, vaults)
+            return
+        if not _UUID_RE.match(parts[2]):
+            self._error(400, "Invalid Vault UUID")
             return
         vault = next((v for v in data.vaults if v["id"] == parts[2]), None)
         if vault is None:
-            self._error(404, f"vault {parts[2]} not found")
+            self._error(404, "vault not found")
             return
         if len(parts) == 3:
             self._json(200, vault)
             return
         items = [i for i in data.items[vault["id"]] if not i["trashed"]]
         if len(parts) == 4:
-            wanted = _filter(query, "title")
+            valid, wanted = self._filter(query, "items")
+            if not valid:
+                return
             if wanted is not None:
-                items = [i for i in items if i["title"] == wanted]
+                items = [i for i in items if _matches(i, wanted)]
             self._json(200, [data.summary(i) for i in items])
+            return
+        if not _UUID_RE.match(parts[4]):
+            self._error(400, "Invalid Item UUID")
             return
         item = next((i for i in items if i["id"] == parts[4]), None)
         if item is None:
-            self._error(404, "Invalid Item UUID")
+            self._error(404, "item not found")
             return
         self._json(200, item)
+
+    def _filter(self, query: dict[str, list[str]], collection: str) -> tuple[bool, tuple[str, str] | None]:
+        """(valid, (attribute, value) or None when there is no filter); an invalid one is answered 400 here."""
+        if "filter" not in query:
+            return True, None
+        raw = query["filter"][0]
+        match = _FILTER_RE.match(raw)
+        if not match or match.group("attr") not in FILTERABLE[collection]:
+            allowed = " or ".join(f'{a} eq "..."' for a in FILTERABLE[collection])
+            self._error(400, f"Invalid filter {raw!r}: {collection} can be filtered by {allowed}")
+            return False, None
+        return True, (match.group("attr"), re.sub(r"\\(.)", r"\1", match.group("value")))
+
+    def _activity(self, query: dict[str, list[str]]) -> None:
+        """``GET /v1/activity``: the requests this server answered, in the APIRequest shape, newest first."""
+        try:
+            limit = int(query.get("limit", ["50"])[0])
+            offset = int(query.get("offset", ["0"])[0])
+        except ValueError:
+            self._error(400, "limit and offset must be integers")
+            return
+        requests = self.server.activity()
+        page = requests[offset : offset + max(0, limit)]
+        headers = {"Content-Range": f"{offset}-{offset + len(page)}/{len(requests)}"}
+        self._json(200, page, headers)
 
     def _admin(self, method: str, route: str) -> None:
         if route == "stats" and method == "GET":
@@ -248,9 +370,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"unknown admin route {method} {route}")
 
     def _authorized(self) -> bool:
-        header = self.headers.get("Authorization", "")
-        if header == f"Bearer {self.server.token}":
+        header = self.headers.get("Authorization", "").encode("utf-8", "replace")
+        if hmac.compare_digest(header, f"Bearer {self.server.token}".encode()):  # constant time
             return True
+        self.close_connection = True  # its body (if any) is never read
         self._error(401, "Invalid token signature")
         return False
 
@@ -282,11 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-def _filter(query: dict[str, list[str]], attribute: str) -> str | None:
-    raw = query.get("filter")
-    if not raw:
-        return None
-    match = _FILTER_RE.match(raw[0])
-    if not match or match.group("attr") != attribute:
-        return "\x00no-match"  # Connect answers an empty list for filters it cannot use
-    return match.group("value")
+def _matches(entry: dict[str, Any], wanted: tuple[str, str]) -> bool:
+    attribute, value = wanted
+    if attribute == "tag":
+        return value in entry.get("tags", [])
+    return bool(entry.get(attribute) == value)

@@ -16,7 +16,7 @@ FIELD_TYPES = ("STRING", "EMAIL", "CONCEALED", "URL", "TOTP", "DATE", "MONTH_YEA
 FIELD_PURPOSES = ("", "USERNAME", "PASSWORD", "NOTES")
 TIMESTAMP = "2026-01-01T00:00:00Z"
 _VAULT_KEYS = {"name", "id", "type", "description", "items"}
-_ITEM_KEYS = {"title", "id", "category", "tags", "sections", "fields", "trashed"}
+_ITEM_KEYS = {"title", "id", "category", "tags", "urls", "sections", "fields", "trashed"}
 _FIELD_KEYS = {"label", "value", "id", "type", "purpose", "section"}
 _PURPOSE_IDS = {"USERNAME": "username", "PASSWORD": "password", "NOTES": "notesPlain"}
 
@@ -40,7 +40,10 @@ class VaultData:
 
     @classmethod
     def load(cls, path: str | Path) -> VaultData:
-        text = Path(path).read_text()
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise VaultFileError(f"{path}: not UTF-8 text (byte {err.start}); save the vault file as UTF-8") from None
         try:
             raw = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as err:
@@ -133,7 +136,8 @@ def _item(vault_id: str, vault_name: str, item: Any, where: str, occurrence: int
         "title": title,
         "vault": {"id": vault_id},
         "category": item.get("category", "LOGIN" if any(f["purpose"] for f in fields) else "PASSWORD"),
-        "tags": list(item.get("tags") or []),
+        "tags": [str(tag) for tag in _list(item, "tags", where)],
+        "urls": [_url(url, f"{where}.urls[{u}]", u == 0) for u, url in enumerate(_list(item, "urls", where))],
         "favorite": False,
         "trashed": bool(item.get("trashed", False)),
         "version": 1,
@@ -143,6 +147,24 @@ def _item(vault_id: str, vault_name: str, item: Any, where: str, occurrence: int
         "sections": list(sections.values()),
         "fields": fields,
     }
+
+
+def _list(item: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = item.get(key) or []
+    if not isinstance(value, list):
+        raise VaultFileError(f"{where}: '{key}' must be a list")
+    return value
+
+
+def _url(url: Any, where: str, first: bool) -> dict[str, Any]:
+    """A website of an item: ``"https://..."`` or ``{href, label, primary}``; the first is primary by default."""
+    if isinstance(url, str):
+        url = {"href": url}
+    _check_keys(url, {"href", "label", "primary"}, where)
+    entry: dict[str, Any] = {"primary": bool(url.get("primary", first)), "href": _text(url, "href", where)}
+    if url.get("label"):
+        entry["label"] = str(url["label"])
+    return entry
 
 
 def _check_keys(value: Any, allowed: set[str], where: str) -> None:
