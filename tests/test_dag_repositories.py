@@ -12,7 +12,11 @@ import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
-from airflow_dts_provider.plugins.dag_repositories import DEFAULT_REPO_URL_TEMPLATE, collect_repositories
+from airflow_dts_provider.plugins.dag_repositories import (
+    DEFAULT_REPO_URL_TEMPLATE,
+    collect_repositories,
+    repository_url,
+)
 from tests.cdp import Browser
 from tests.conftest import REPO, AirflowStack, _stop, free_port, require_binary, run_airflow, start_api_server
 from tests.partial_auth_manager import PARTIAL_DAGS, PARTIAL_USER
@@ -66,6 +70,13 @@ def test_constant_number_of_queries(parsed: AirflowStack) -> None:
     assert all_queries == len(statements) == 3, "DAGs, tags, last runs: never one query per DAG"
 
 
+def test_repository_links_encode_the_name() -> None:
+    assert repository_url(DEFAULT_REPO_URL_TEMPLATE, "atd-knack") == "https://github.com/cityofaustin/atd-knack"
+    assert (
+        repository_url("https://git.example/{repo}", "team/odd name#1") == "https://git.example/team%2Fodd%20name%231"
+    )
+
+
 def test_readable_filter_hides_other_dags(parsed: AirflowStack) -> None:
     engine = create_engine(f"sqlite:///{parsed.home / 'airflow.db'}")
     with Session(engine) as session:
@@ -116,6 +127,8 @@ def test_a_user_sees_only_the_dags_airflow_lets_them_read(auth_api: str) -> None
     page = httpx.get(f"{auth_api}/dts/repositories", cookies={"_token": jwt})
     assert page.status_code == 200 and "example_slack_alerts" in page.text
     assert "example_onepassword_hook" not in page.text and "secret_docker_e2e" not in page.text
+    assert "<p>1 repository, 2 DAGs." in page.text
+    assert '<a class="dag-link" href="../dags/example_slack_alerts" target="_top">' in page.text
 
 
 def test_signed_in_viewer_sees_the_page(auth_api: str) -> None:

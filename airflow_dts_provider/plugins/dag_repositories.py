@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
@@ -29,6 +30,11 @@ def repo_url_template() -> str:
     from airflow.configuration import conf
 
     return conf.get("dts", "repo_url_template", fallback=DEFAULT_REPO_URL_TEMPLATE)
+
+
+def repository_url(url_template: str, name: str) -> str:
+    """The link for a repository: the template with the name URL-encoded (a tag may hold any character)."""
+    return url_template.format(repo=quote(name, safe=""))
 
 
 def collect_repositories(session: Session, readable: set[str] | None, url_template: str) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def collect_repositories(session: Session, readable: set[str] | None, url_templa
             repos[repo].append(entry)
     return {
         "repositories": [
-            {"name": name, "url": url_template.format(repo=name), "dags": repos[name]} for name in sorted(repos)
+            {"name": name, "url": repository_url(url_template, name), "dags": repos[name]} for name in sorted(repos)
         ],
         "dags_without_repo": without,
         "dag_count": len(dags),
