@@ -28,9 +28,12 @@ from airflow_dts_provider._onepassword import (
     OnePasswordConfigError,
     OnePasswordError,
     OnePasswordUnavailableError,
+    mask_json_leaves,
     maskable_parts,
+    scrub_text,
 )
 from airflow_dts_provider._onepassword.client import _describe_transport_error
+from airflow_dts_provider._onepassword.masking import is_too_short
 from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook, settings_from_connection
 from airflow_dts_provider.notifications.slack import SlackNotifier
@@ -103,6 +106,26 @@ def test_log_masking_and_xcom_scrubbing_apply_the_same_rule(clean_masker: Masked
             assert in_log == in_xcom, f"{text!r}: log masked={in_log}, XCom scrubbed={in_xcom}"
             assert in_log == (text in maskable_parts(value)), text
     assert maskable_parts("abcd") == [] and maskable_parts("abcde") == ["abcde"]
+
+
+def test_the_masking_rule_in_detail() -> None:
+    """What maskable_parts returns is what both log masking and XCom scrubbing hide."""
+    assert maskable_parts("line-one-x\rline-two-x") == ["line-one-x\rline-two-x", "line-one-x", "line-two-x"]
+    assert maskable_parts("aaaaa\nbbbbb")[0] == "aaaaa\nbbbbb", "the whole value first, then its lines"
+    assert maskable_parts("abc", shortest=3) == ["abc"] and maskable_parts("abc") == []
+    assert maskable_parts("") == [] and maskable_parts(None) == []  # type: ignore[arg-type]
+    assert is_too_short("abcd") and not is_too_short("abcde") and not is_too_short("")
+
+
+def test_scrubbing_replaces_longer_secrets_first() -> None:
+    # reverse alphabetical order would replace "zzzzz" inside the longer secret first and leave "a***zz"
+    assert scrub_text("key azzzzzzz", ["zzzzz", "azzzzzzz"]) == "key ***"
+
+
+def test_json_leaves_are_masked_at_any_depth_except_json_words(clean_masker: Masked) -> None:
+    mask_json_leaves({"a": ["nested-one-x", {"b": ("nested-two-x",)}], "words": ["TRUE", "false", "null", "None"]})
+    assert clean_masker("nested-one-x nested-two-x") == "*** ***"
+    assert clean_masker("TRUE false null None") == "TRUE false null None"
 
 
 def test_resolve_registers_each_line_of_a_secret(clean_masker: Masked, make_client: Any) -> None:

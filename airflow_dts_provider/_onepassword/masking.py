@@ -80,11 +80,6 @@ def mask(value: Any) -> None:
         log.warning("Could not register a 1Password value with the core secret masker")
 
 
-def mask_all(values: Iterable[Any]) -> None:
-    for value in values:
-        mask(value)
-
-
 def mask_json_leaves(value: Any) -> None:
     """Register every string (and number written as text) inside a JSON-like value."""
     if isinstance(value, dict):
