@@ -20,7 +20,13 @@ from airflow_dts_provider._onepassword.errors import (
     VaultNotFoundError,
     shown,
 )
-from airflow_dts_provider._onepassword.masking import mask, mask_json_leaves, maskable_parts, scrub_text
+from airflow_dts_provider._onepassword.masking import (
+    mask,
+    mask_json_leaves,
+    maskable_parts,
+    scrub_parts,
+    scrub_text,
+)
 from airflow_dts_provider._onepassword.models import Item, ItemField
 from airflow_dts_provider._onepassword.references import (
     SecretReference,
@@ -53,6 +59,7 @@ __all__ = [
     "parse_secret_mapping",
     "parse_secret_spec",
     "parse_team_entry",
+    "scrub_parts",
     "scrub_text",
     "shared_client",
     "shown",

@@ -42,7 +42,7 @@ from airflow_dts_provider._onepassword.errors import (
     VaultNotFoundError,
     shown,
 )
-from airflow_dts_provider._onepassword.masking import is_too_short, mask
+from airflow_dts_provider._onepassword.masking import mask
 from airflow_dts_provider._onepassword.models import Item
 from airflow_dts_provider._onepassword.references import (
     SecretReference,
@@ -247,8 +247,7 @@ class OnePasswordClient:
                 raise OnePasswordError(f"{name}: field {shown(ref.field)} of item {shown(ref.item)} has no value")
             values[name] = value
         for name, value in values.items():
-            mask(value)
-            if is_too_short(value):
+            if not mask(value) and value:  # nothing registered: too short for Airflow to mask
                 log.warning(
                     "%s (%s) is too short for Airflow to mask (under [logging] min_length_masked_secret characters): "
                     "it will show in clear if printed", name, parsed[name],

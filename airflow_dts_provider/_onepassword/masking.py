@@ -53,31 +53,32 @@ def is_too_short(value: str) -> bool:
     return bool(value) and not maskable_parts(value)
 
 
-def mask(value: Any) -> None:
-    """Register a secret value (and each of its lines) with Airflow's secret maskers.
+def mask(value: Any) -> list[str]:
+    """Register a secret value (and each of its lines) with Airflow's secret maskers; returns what was registered.
 
-    The task SDK's masker covers task logs (and tells the supervisor); server processes (scheduler,
-    API server, DAG processor) filter their own logs through the core masker, so register there too.
+    The task SDK's masker covers task logs (and tells the supervisor, one message for all the parts);
+    server processes (scheduler, API server, DAG processor) filter their own logs through the core
+    masker, so register there too.
     """
     parts = maskable_parts(value) if isinstance(value, str) else []
     if not parts:
-        return
+        return parts
+    as_json: list[Any] = parts  # a JSON list: the maskers register each element
     try:
         from airflow.sdk.log import mask_secret
 
-        for part in parts:
-            mask_secret(part)
+        mask_secret(as_json)
     except Exception:
         log.warning("Could not register a 1Password value with the task SDK secret masker")
     try:
         from airflow._shared.secrets_masker import mask_secret as core_mask_secret
     except ImportError:  # a worker with only the task SDK installed
-        return
+        return parts
     try:
-        for part in parts:
-            core_mask_secret(part)
+        core_mask_secret(as_json)
     except Exception:
         log.warning("Could not register a 1Password value with the core secret masker")
+    return parts
 
 
 def mask_json_leaves(value: Any) -> None:
@@ -92,9 +93,13 @@ def mask_json_leaves(value: Any) -> None:
         mask(value)
 
 
-def scrub_text(text: str, values: Iterable[str]) -> str:
-    """Replace every maskable part of ``values`` in ``text`` with ``***`` (longest first)."""
-    parts = sorted({p for v in values for p in maskable_parts(v)}, key=len, reverse=True)
-    for part in parts:
+def scrub_parts(values: Iterable[str]) -> list[str]:
+    """Every maskable part of ``values``, longest first (so a secret inside a longer one cannot split it)."""
+    return sorted({p for v in values for p in maskable_parts(v)}, key=len, reverse=True)
+
+
+def scrub_text(text: str, values: Iterable[str], parts: list[str] | None = None) -> str:
+    """Replace every maskable part of ``values`` in ``text`` with ``***`` (pass ``parts`` to reuse them)."""
+    for part in scrub_parts(values) if parts is None else parts:
         text = text.replace(part, "***")
     return text

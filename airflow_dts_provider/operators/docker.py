@@ -18,6 +18,7 @@ from airflow_dts_provider._onepassword import (
     InvalidReferenceError,
     SecretReference,
     parse_secret_mapping,
+    scrub_parts,
     scrub_text,
     shown,
 )
@@ -210,13 +211,15 @@ def scrub(result: Any, values: Any) -> Any:
 
     The same rule as log masking: each value and each of its lines, if long enough to mask.
     """
-    secrets = [v for v in values if v]
-    if not secrets or result is None:
-        return result
+    parts = scrub_parts(v for v in values if v)
+    return _scrub(result, parts) if parts else result
+
+
+def _scrub(result: Any, parts: list[str]) -> Any:
     if isinstance(result, list):
-        return [scrub(line, secrets) for line in result]
+        return [_scrub(line, parts) for line in result]
     if isinstance(result, bytes):
         result = result.decode("utf-8", "replace")
     if isinstance(result, str):
-        result = scrub_text(result, secrets)
+        return scrub_text(result, (), parts)
     return result

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow.secrets import BaseSecretsBackend
 
@@ -313,11 +314,10 @@ def mask_connection(item: Item, value: str) -> None:
     """Register the secret parts of a connection built from an item with the masker.
 
     Secret parts: the password, every extra value (an ``extra`` JSON field, the ``extra`` section),
-    a whole ``uri``/``json`` field and the password and extras inside it, and every concealed field.
-    Host, login, schema, port and type stay readable in logs, as Airflow leaves them.
+    a whole ``uri``/``json`` field and the password and extras inside it. Every concealed field is
+    registered already: the client's ``get_item`` did it. Host, login, schema, port and type stay
+    readable in logs, as Airflow leaves them.
     """
-    for secret in item.secret_values():
-        mask(secret)
     whole = _field(item, WHOLE_CONNECTION_FIELDS)
     if whole is not None and whole.value:
         mask(whole.value)
@@ -328,7 +328,7 @@ def mask_connection(item: Item, value: str) -> None:
         return
     if not isinstance(parsed, dict):
         return
-    mask(parsed.get("password") if isinstance(parsed.get("password"), str) else None)
+    mask(parsed.get("password"))  # mask() ignores anything that is not a string
     extra = parsed.get("extra")
     if isinstance(extra, str):
         mask(extra)
@@ -340,8 +340,6 @@ def mask_connection(item: Item, value: str) -> None:
 
 
 def _mask_uri(uri: str) -> None:
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
     try:
         parts = urlsplit(uri)
     except ValueError:

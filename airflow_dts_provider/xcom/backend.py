@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk._shared.secrets_masker import redact
 from airflow.sdk.bases.xcom import BaseXCom
 
 #: Nesting deeper than this is stored as a marker rather than walked (JSON from serde is shallow).
@@ -59,6 +60,4 @@ def mask_known_secrets(value: Any, depth: int = 0) -> Any:
 
 def _redact_text(text: str) -> str:
     """The task masker's value patterns applied to one string (no key-name rules: the string has no key)."""
-    from airflow.sdk._shared.secrets_masker import redact
-
     return str(redact(text))
