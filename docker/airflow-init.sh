@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The compose stack's one-shot start-up step (service airflow-init); every other Airflow service
 # waits for it to succeed. In order:
-#   1. in production, refuse unsafe settings (example or malformed Fernet key, weak admin password);
+#   1. in production, refuse unsafe settings (example or malformed Fernet key, weak admin or
+#      metadata-database password);
 #   2. migrate the metadata database;
 #   3. create the admin user from _AIRFLOW_WWW_USER_USERNAME/_PASSWORD (FAB auth manager);
 #   4. in development, pause every DAG so nothing runs by surprise on a laptop.
@@ -13,7 +14,7 @@ set -euo pipefail
 ENVIRONMENT="${ENVIRONMENT:-development}"
 # Keys published in .env.example and in the team's old README: fine on a laptop, never in production.
 EXAMPLE_FERNET_KEYS=("PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM=")
-WEAK_PASSWORDS=("airflow" "admin" "password" "changeme" "change-me")
+WEAK_PASSWORDS=("airflow" "admin" "password" "postgres" "changeme" "change-me")
 MIN_PASSWORD_LENGTH=12
 
 log() { echo "airflow-init: $*"; }
@@ -41,7 +42,27 @@ check_production_settings() {
   done
   [ "${#password}" -ge "$MIN_PASSWORD_LENGTH" ] ||
     fail "_AIRFLOW_WWW_USER_PASSWORD is shorter than $MIN_PASSWORD_LENGTH characters"
-  log "production settings checked (Fernet key, admin password)"
+  check_database_password
+  log "production settings checked (Fernet key, admin password, database password)"
+}
+
+# The password Airflow connects with, read from the URL it really uses, so a hand-written
+# AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is checked too. Postgres is published for remote workers in
+# production (REMOTE_WORKER_BIND), so the example password would open the metadata DB to the LAN.
+check_database_password() {
+  local url="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" password weak
+  [[ "$url" == postgres* ]] || return 0
+  password="$(DATABASE_URL_TO_CHECK="$url" python -c \
+    'import os; from sqlalchemy.engine import make_url; print(make_url(os.environ["DATABASE_URL_TO_CHECK"]).password or "")')" ||
+    fail "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not a database URL"
+  [ -n "$password" ] || fail "the metadata database URL has no password: set POSTGRES_PASSWORD in docker/.env"
+  for weak in "${WEAK_PASSWORDS[@]}"; do
+    [ "${password,,}" != "$weak" ] ||
+      fail "POSTGRES_PASSWORD (the metadata database password) is a well-known default; pick a real one" \
+        "(an existing database keeps its old password: README, Upgrading Airflow, last paragraph)"
+  done
+  [ "${#password}" -ge "$MIN_PASSWORD_LENGTH" ] ||
+    fail "POSTGRES_PASSWORD (the metadata database password) is shorter than $MIN_PASSWORD_LENGTH characters"
 }
 
 create_admin_user() {

@@ -24,6 +24,8 @@ pytestmark = pytest.mark.slow
 
 INIT = REPO / "docker" / "airflow-init.sh"
 GOOD_PASSWORD = "correct-horse-battery"
+GOOD_DB_PASSWORD = "staple-of-the-database"
+NO_DATABASE = "postgresql+psycopg2://airflow:{}@127.0.0.1:1/none"
 
 DAGS = {
     "paused_dag": "",
@@ -72,7 +74,9 @@ def postgres_url(postgres: Postgres) -> str:
 
 
 def test_pauses_every_dag_in_development_only(tmp_path: Path, postgres_url: str) -> None:
-    env = init_env(tmp_path, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgres_url, ENVIRONMENT="production")
+    # the cluster trusts loopback, so any password connects; production wants a real-looking one
+    production_url = postgres_url.replace("://airflow:airflow@", f"://airflow:{GOOD_DB_PASSWORD}@")
+    env = init_env(tmp_path, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=production_url, ENVIRONMENT="production")
     first = run_init(env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "ENVIRONMENT=production: DAG pause states left as they are" in first.stdout
@@ -107,16 +111,17 @@ def test_pauses_every_dag_in_development_only(tmp_path: Path, postgres_url: str)
         ({"_AIRFLOW_WWW_USER_PASSWORD": ""}, "no admin password"),
         ({"_AIRFLOW_WWW_USER_PASSWORD": "Airflow"}, "well-known default"),
         ({"_AIRFLOW_WWW_USER_PASSWORD": "short-pw"}, "shorter than 12 characters"),
+        # .env.example's POSTGRES_PASSWORD, as the production compose file builds the URL from it
+        ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": NO_DATABASE.format("airflow")}, "POSTGRES_PASSWORD (the metadata"),
+        ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": NO_DATABASE.format("Postgres")}, "is a well-known default"),
+        ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": NO_DATABASE.format("pg-short")}, "is shorter than 12 characters"),
+        ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://airflow@127.0.0.1:1/none"}, "URL has no password"),
     ],
 )
 def test_production_refuses_unsafe_settings(tmp_path: Path, overrides: dict[str, str], message: str) -> None:
     # No database behind this URL, and no --check: the refusal must come before anything touches one.
-    env = init_env(
-        tmp_path,
-        ENVIRONMENT="production",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://nobody@127.0.0.1:1/none",
-        **overrides,
-    )
+    settings = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": NO_DATABASE.format(GOOD_DB_PASSWORD), **overrides}
+    env = init_env(tmp_path, ENVIRONMENT="production", **settings)
     result = run_init(env)
     assert result.returncode == 1
     assert message in result.stderr
@@ -124,10 +129,17 @@ def test_production_refuses_unsafe_settings(tmp_path: Path, overrides: dict[str,
     for value in overrides.values():  # the error names the setting, never its value
         if value:
             assert value not in result.stdout + result.stderr
+    for password in ("Postgres", "pg-short"):
+        assert password not in result.stdout + result.stderr
 
 
 def test_checks_pass_good_settings(tmp_path: Path) -> None:
-    rotated = init_env(tmp_path, ENVIRONMENT="production", AIRFLOW__CORE__FERNET_KEY=f"{GOOD_FERNET_KEY},{'A' * 43}=")
+    rotated = init_env(
+        tmp_path,
+        ENVIRONMENT="production",
+        AIRFLOW__CORE__FERNET_KEY=f"{GOOD_FERNET_KEY},{'A' * 43}=",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=NO_DATABASE.format(GOOD_DB_PASSWORD),
+    )
     result = run_init(rotated, "--check")
     assert result.returncode == 0, result.stderr
     assert "production settings checked" in result.stdout
@@ -141,6 +153,9 @@ def test_checks_pass_good_settings(tmp_path: Path) -> None:
     result = run_init(laptop, "--check")
     assert result.returncode == 0, result.stderr
     assert "production settings checked" not in result.stdout
+    # ... and the example database password
+    laptop["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = NO_DATABASE.format("airflow")
+    assert run_init(laptop, "--check").returncode == 0
 
 
 def readme_inner_command(marker: str) -> str:

@@ -174,8 +174,15 @@ def published(cfg: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def test_local_haproxy_is_the_only_published_entry(tmp_path: Path) -> None:
-    assert published(config(tmp_path, {})) == {"haproxy": [("", "8080"), ("", "8081")]}
+def test_local_haproxy_is_the_only_published_entry_and_only_on_loopback(tmp_path: Path) -> None:
+    assert published(config(tmp_path, {})) == {"haproxy": [("127.0.0.1", "8080"), ("127.0.0.1", "8081")]}
+    remote = config(tmp_path, {}, profile="remote-worker")
+    assert published(remote)["airflow-remote-worker"] == [("127.0.0.1", "8793")]
+    # opened on purpose, to the address given
+    chosen = {"LOCAL_BIND": "10.0.0.10", "REMOTE_WORKER_LOG_BIND": "10.0.0.11", "AIRFLOW_PORT": "9090"}
+    opened = published(config(tmp_path, chosen, profile="remote-worker"))
+    assert opened["haproxy"] == [("10.0.0.10", "8081"), ("10.0.0.10", "9090")]
+    assert opened["airflow-remote-worker"] == [("10.0.0.11", "8793")]
 
 
 def test_production_merge_replaces_ports_config_and_environment(tmp_path: Path) -> None:
@@ -185,7 +192,7 @@ def test_production_merge_replaces_ports_config_and_environment(tmp_path: Path) 
         "haproxy": [("", "443"), ("", "80")],
         "postgres": [("127.0.0.1", "5432")],
         "redis": [("127.0.0.1", "6379")],
-        "airflow-remote-worker": [("", "8793")],
+        "airflow-remote-worker": [("127.0.0.1", "8793")],
     }
     haproxy = cfg["services"]["haproxy"]
     assert str(haproxy["sysctls"]["net.ipv4.ip_unprivileged_port_start"]) == "0"  # the image is not root

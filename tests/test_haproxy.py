@@ -257,11 +257,28 @@ def test_production_redirects_http_to_https_except_acme(
     assert backends["airflow"].paths() == [] or all("health" in p for p in backends["airflow"].paths())
 
 
-def test_production_routes_by_host_with_hsts(production: dict[str, int], backends: dict[str, StandIn]) -> None:
+def assert_browser_protections(headers: dict[str, str]) -> None:
+    """What haproxy-production.cfg adds to every HTTPS answer, and the banner it removes."""
+    assert headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+    # same-origin framing stays allowed: the UI shows plugin pages (DAG Repositories) in an iframe
+    assert headers["x-frame-options"] == "SAMEORIGIN"
+    assert headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "server" not in headers
+
+
+def test_production_routes_by_host_with_browser_protections(
+    production: dict[str, int], backends: dict[str, StandIn]
+) -> None:
+    # the stand-in announces itself (Python's `Server: BaseHTTP/...`), as Airflow's uvicorn does
+    direct = http.client.HTTPConnection(*backends["airflow"].address.split(":"), timeout=10)
+    direct.request("GET", "/home")
+    assert direct.getresponse().getheader("Server")
+    direct.close()
     for host in (AIRFLOW_HOST, "unknown.test", f"{AIRFLOW_HOST}:443"):
         status, headers, body = https_get(production["https"], host, "/home")
         assert (status, json.loads(body)["backend"]) == (200, "airflow"), host
-        assert headers["strict-transport-security"] == "max-age=63072000"
+        assert_browser_protections(headers)
     seen = backends["airflow"].requests[-1][1]
     assert seen["x-forwarded-proto"] == "https"
     wait_until(lambda: "/api/v2/monitor/health" in backends["airflow"].paths())
@@ -272,6 +289,7 @@ def test_production_flower_needs_the_admin_login(production: dict[str, int], bac
     status, headers, _ = https_get(production["https"], FLOWER_HOST, "/workers")
     assert status == 401
     assert 'realm="Flower"' in headers["www-authenticate"]
+    assert_browser_protections(headers)  # HAProxy's own answers carry them too
     assert https_get(production["https"], FLOWER_HOST, "/", basic(FLOWER_USER, "wrong"))[0] == 401
     assert https_get(production["https"], FLOWER_HOST, "/", basic("someone", FLOWER_PASSWORD))[0] == 401
     flower_requests_before = len([p for p in backends["flower"].paths() if p != "/healthcheck"])
@@ -281,7 +299,7 @@ def test_production_flower_needs_the_admin_login(production: dict[str, int], bac
         production["https"], FLOWER_HOST.upper() + ":443", "/workers", basic(FLOWER_USER, FLOWER_PASSWORD)
     )
     assert (status, json.loads(body)) == (200, {"backend": "flower", "path": "/workers"})
-    assert "strict-transport-security" in headers
+    assert_browser_protections(headers)
     # the credentials stop at HAProxy
     assert "authorization" not in backends["flower"].requests[-1][1]
 
