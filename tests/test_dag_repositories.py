@@ -176,5 +176,32 @@ def test_browser_logs_in_and_opens_admin_dag_repositories(auth_api: str, tmp_pat
         assert browser.evaluate("[...document.querySelectorAll('button')].some(b => b.innerText.includes('Admin'))")
         browser.screenshot(tmp_path / "dag-repositories.png")
         assert (tmp_path / "dag-repositories.png").stat().st_size > 20_000
+        assert_page_follows_the_ui_theme(browser, f"{auth_api}/plugin/dag-repositories")
     finally:
         browser.close()
+
+
+FRAME_BACKGROUND = (
+    "(() => { const f = document.querySelector('iframe[src=\"/dts/repositories\"]');"
+    " const body = f && f.contentDocument && f.contentDocument.querySelector('h1') && f.contentDocument.body;"
+    " return body ? getComputedStyle(body).backgroundColor : ''; })()"
+)
+LIGHT, DARK = "rgb(255, 255, 255)", "rgb(24, 24, 27)"
+
+
+def assert_page_follows_the_ui_theme(browser: Browser, ui_page: str) -> None:
+    """The page takes the UI's theme when it loads, follows a switch live, and the browser's preference alone."""
+    # the UI keeps the user's choice in localStorage "theme" (next-themes) and sets <html class="dark">
+    browser.evaluate("localStorage.setItem('theme', 'dark')")
+    browser.navigate(ui_page)
+    browser.wait_for("document.documentElement.classList.contains('dark')")
+    assert browser.wait_for(f"{FRAME_BACKGROUND} === {DARK!r} && {FRAME_BACKGROUND}") == DARK
+    # the UI's theme switch changes the class on its <html>; the frame follows without a reload
+    browser.evaluate("document.documentElement.classList.replace('dark', 'light')")
+    assert browser.wait_for(f"{FRAME_BACKGROUND} === {LIGHT!r} && {FRAME_BACKGROUND}") == LIGHT
+    # opened on its own with no stored choice: the browser's colour-scheme preference
+    browser.evaluate("localStorage.removeItem('theme')")
+    browser.call("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": "dark"}])
+    browser.navigate(ui_page.replace("/plugin/dag-repositories", "/dts/repositories"))
+    body = "(document.querySelector('h1') ? getComputedStyle(document.body).backgroundColor : '')"
+    assert browser.wait_for(f"{body} === {DARK!r} && {body}") == DARK
