@@ -7,6 +7,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -15,7 +16,7 @@ from airflow_dts_provider._onepassword import InvalidReferenceError
 from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook
 from airflow_dts_provider.operators.docker import SecretDockerOperator, is_transient
-from airflow_dts_provider.operators.exceptions import ImagePullError
+from airflow_dts_provider.operators.exceptions import DockerEngineUnreachableError, ImagePullError
 from tests.conftest import CANARY, TOKEN, AirflowStack, digests_in_log
 
 IMAGE = "localhost/dts-busybox:latest"
@@ -79,6 +80,15 @@ def test_construction_makes_no_network_call(devvault: DevVaultServer, onepasswor
 )  # fmt: skip
 def test_registry_error_classification(text: str, transient: bool) -> None:
     assert is_transient(text) is transient
+
+
+def test_no_engine_fails_with_what_to_start(tmp_path: Path) -> None:
+    nowhere = f"unix://{tmp_path}/docker.sock"  # no engine listens here
+    op = SecretDockerOperator(task_id="t", image=IMAGE, docker_url=nowhere, mount_tmp_dir=False)
+    with pytest.raises(DockerEngineUnreachableError) as err:
+        op.execute({})
+    assert f"No Docker engine answers at {nowhere}" in str(err.value)
+    assert "scripts/dev starts Podman's Docker API" in str(err.value)
 
 
 # -- execute against the engine: secrets, XCom scrubbing, pull fallback ---------------------

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.docker.operators.docker import DockerOperator
+from airflow.sdk.exceptions import AirflowException
 from docker.errors import APIError, DockerException
 
 from airflow_dts_provider._onepassword import (
@@ -23,7 +24,7 @@ from airflow_dts_provider._onepassword import (
     shown,
 )
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook
-from airflow_dts_provider.operators.exceptions import ImagePullError
+from airflow_dts_provider.operators.exceptions import DockerEngineUnreachableError, ImagePullError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -128,7 +129,7 @@ class SecretDockerOperator(DockerOperator):
     @property
     def cli(self) -> Any:
         try:
-            return self.hook.api_client
+            return self._api_client()
         except (APIError, DockerException) as err:
             if not self.docker_conn_id or not self.pull_fallback or not is_transient(err):
                 raise ImagePullError(
@@ -140,7 +141,19 @@ class SecretDockerOperator(DockerOperator):
             )  # fmt: skip
             self.docker_conn_id = None  # the same hook settings, minus the registry login
             self.__dict__.pop("hook", None)
+            return self._api_client()
+
+    def _api_client(self) -> Any:
+        try:
             return self.hook.api_client
+        except (APIError, DockerException):
+            raise  # the engine answered: a registry login problem, handled by the caller
+        except AirflowException as err:  # DockerHook: no engine answered a ping at any URL
+            raise DockerEngineUnreachableError(
+                f"No Docker engine answers at {self.docker_url}: start one there or point docker_url (the "
+                "examples read DOCKER_HOST) at one that runs. In this repository, scripts/dev starts Podman's "
+                "Docker API for you and scripts/podman-setup starts it alone and prints its URL."
+            ) from err
 
     def _local_image_exists(self) -> bool:
         return bool(self.cli.images(name=self.image))

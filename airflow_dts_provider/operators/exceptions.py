@@ -11,3 +11,7 @@ class ImagePullError(AirflowException):
     def __init__(self, message: str, transient: bool) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class DockerEngineUnreachableError(AirflowException):
+    """No Docker engine answers at the operator's ``docker_url``: the message says what to start."""
