@@ -1,6 +1,7 @@
 """Read 1Password secrets inside a task with OnePasswordHook.
 
-Run it against the dev vault (see README): ``airflow dags test example_onepassword_hook``.
+Run it against the dev vault (see README): trigger it in the ``scripts/dev`` UI, or from another
+terminal ``scripts/dev shell airflow dags test example_onepassword_hook``.
 The value is printed to show the log masker at work: the log line reads ``***``.
 """
 

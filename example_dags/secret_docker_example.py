@@ -2,8 +2,9 @@
 
 Before (Airflow 2): ``env_vars = get_env_vars_task(REQUIRED_SECRETS)`` + ``DockerOperator(environment=env_vars)``
 put every secret into XCom and the rendered-fields view. Here the values are fetched inside the task
-and handed to the container only. Needs a Docker engine: set DOCKER_HOST (scripts/podman-setup prints
-a local Podman one) and an image that exists there.
+and handed to the container only. Needs a Docker engine at DOCKER_HOST and an image that exists
+there: scripts/dev starts a local Podman one with the example image (scripts/podman-setup alone
+does the same and prints its URL).
 """
 
 from __future__ import annotations
