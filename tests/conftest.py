@@ -452,6 +452,13 @@ class Postgres:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[Postgres]:
+    """Start a cluster in a new /tmp folder; stop and remove it on exit."""
     initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
     base = Path(tempfile.mkdtemp(prefix="dts-pg-", dir="/tmp"))  # pytest's tmp is private to root
     base.chmod(0o755)
