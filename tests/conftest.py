@@ -439,6 +439,16 @@ class Postgres:
     """A throwaway PostgreSQL cluster on loopback (Debian's server binaries), trust auth."""
 
     port: int
+    data: Path | None = None  # the cluster's data folder and server options, to restart it
+    options: str = ""
+
+    def restart(self) -> None:
+        """Restart the server (fast shutdown: every connection is dropped), as a database fault."""
+        assert self.data is not None
+        pg_ctl = _postgres_bin("pg_ctl")
+        log = self.data.parent / "server.log"
+        command = [pg_ctl, "-D", str(self.data), "-o", self.options, "-l", str(log), "-m", "fast", "-w", "restart"]
+        subprocess.run(_as_postgres(command), check=True, capture_output=True, timeout=120)
 
     def new_database(self, name: str) -> str:
         """Create database `name`; return its SQLAlchemy URL (psycopg2 driver, as the stack uses)."""
@@ -481,7 +491,7 @@ def postgres_cluster() -> Iterator[Postgres]:
         timeout=60,
     )
     try:
-        yield Postgres(port)
+        yield Postgres(port, data, options)
     finally:
         subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(base, ignore_errors=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -23,13 +25,16 @@ import pytest
 
 from tests.compose_stack import ADMIN, ADMIN_PASSWORD, HOSTNAME, Stack, running_stack
 from tests.conftest import (
+    CANARIES,
     CANARY,
     TESTS,
     VAULT_FILE,
     Postgres,
+    _postgres_bin,
     _start,
     free_port,
     run_airflow,
+    wait_for_port,
     wait_until,
 )
 from tests.slack_standin import SlackStandIn
@@ -76,7 +81,7 @@ def alerts(kind, conn_id="slack_alerts"):
     return [SlackNotifier(kind=kind, slack_conn_id=conn_id, environments=["development"], mentions=[])]
 
 
-@dag(schedule=None, start_date=START, catchup=False)
+@dag(schedule=None, start_date=START, catchup=False, tags=["repo:atd-knack-services"])
 def team_docker_e2e():
     SecretDockerOperator(
         task_id="container",
@@ -89,7 +94,7 @@ def team_docker_e2e():
     )
 
 
-@dag(schedule=None, start_date=START, catchup=False)
+@dag(schedule=None, start_date=START, catchup=False, tags=["repo:atd-executive-dashboard"])
 def team_failing_e2e():
     @task(on_failure_callback=alerts("failure"))
     def breaks():
@@ -110,6 +115,17 @@ def team_slack_down_e2e():
 
     works()
     breaks()
+
+
+@dag(schedule=None, start_date=START, catchup=False, tags=["repo:atd-knack-services"])
+def team_slow_e2e():
+    @task
+    def slow():
+        import time
+
+        time.sleep(20)
+
+    slow()
 
 
 # The load test's task: the same 10 secrets over 3 items, as a typical ETL task reads them.
@@ -134,6 +150,7 @@ team_docker_e2e()
 team_failing_e2e()
 team_slack_down_e2e()
 team_load_e2e()
+team_slow_e2e()
 """
 
 
@@ -162,6 +179,27 @@ def stack(
         home, postgres, dags, vault_file=VAULT_FILE, vault="Airflow Vault", docker_host=docker_url, extra_env=extra
     ) as stack:
         yield stack
+        # After every test of the module, whatever their order: nothing any run did left a canary behind.
+        sweep_for_canaries(stack, postgres)
+
+
+def sweep_for_canaries(stack: Stack, postgres: Postgres) -> None:
+    """Search the metadata DB dump (XComs, rendered fields, ...), every task log and every console."""
+    database = stack.envs["airflow-cli"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rsplit("/", 1)[1]
+    dump = subprocess.run(
+        [_postgres_bin("pg_dump"), "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "airflow", database],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert "COPY public.xcom " in dump and "COPY public.task_instance " in dump
+    places = {"pg_dump": dump}
+    places |= {str(p.relative_to(stack.home)): p.read_text(errors="replace") for p in stack.home.glob("logs/**/*.log")}
+    places |= {p.name: p.read_text(errors="replace") for p in stack.home.glob("*.log")}  # every service's console
+    found = sorted(f"{canary} in {where}" for where, text in places.items() for canary in CANARIES if canary in text)
+    task_logs = sum(1 for where in places if where.startswith("logs/"))
+    consoles = len(places) - task_logs - 1
+    print(f"canary sweep: 1 pg_dump ({len(dump) // 1024} KiB), {task_logs} task logs, {consoles} consoles")
+    assert task_logs >= 10, "the sweep found too few task logs to mean anything"
+    assert found == []
 
 
 def token(stack: Stack, password: str = ADMIN_PASSWORD) -> httpx.Response:
@@ -426,3 +464,119 @@ def test_fifty_runs_at_once_all_succeed_with_few_connect_requests(stack: Stack, 
     # the cache do the rest); a little slack for the backend's own item reads in the same window
     assert requests["item"] <= 50 * 2 + 10, requests
     assert requests.total() <= 50 * 8, requests
+
+
+def fab(stack: Stack, *args: str) -> None:
+    result = run_airflow(list(args), stack.envs["airflow-cli"], timeout=120)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+
+
+def test_dag_repositories_through_haproxy_show_only_what_the_fab_user_may_read(stack: Stack, api: httpx.Client) -> None:
+    """Production's auth manager (FAB): a role that may read one DAG sees that DAG and its repository only."""
+    wait_until(lambda: api.get("/dags/team_failing_e2e").status_code == 200, 180, "team DAGs parsed", stack.alive, 1)
+    fab(stack, "roles", "create", "KnackOnly")
+    fab(stack, "roles", "add-perms", "KnackOnly", "--action", "can_read", "--resource", "DAG:team_docker_e2e")
+    fab(
+        stack, "users", "create", "--username", "knack", "--password", "knack-only-password", "--role", "KnackOnly",
+        "--firstname", "Knack", "--lastname", "Only", "--email", "knack@example.org",
+    )  # fmt: skip
+    login = httpx.post(f"{stack.ui}/auth/token", json={"username": "knack", "password": "knack-only-password"})
+    assert login.status_code in (200, 201), login.text
+    limited = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    page = httpx.get(f"{stack.ui}/dts/repositories.json", headers=limited, timeout=30)
+    assert page.status_code == 200, page.text
+    data = page.json()
+    assert [(r["name"], [d["dag_id"] for d in r["dags"]]) for r in data["repositories"]] == [
+        ("atd-knack-services", ["team_docker_e2e"])
+    ]
+    assert data["dags_without_repo"] == [] and data["dag_count"] == 1
+    html = httpx.get(f"{stack.ui}/dts/repositories", headers=limited, timeout=30).text
+    assert "team_docker_e2e" in html and "team_failing_e2e" not in html and "atd-executive-dashboard" not in html
+
+    everything = httpx.get(f"{stack.ui}/dts/repositories.json", headers=api.headers, timeout=30).json()
+    assert {r["name"] for r in everything["repositories"]} >= {"atd-knack-services", "atd-executive-dashboard"}
+    assert everything["dag_count"] >= 6
+    for path in ("/dts/repositories.json", "/dts/repositories"):
+        assert httpx.get(f"{stack.ui}{path}", timeout=30).status_code in (401, 403), path
+
+
+# -- faults: each one asserted, each with its recovery time ----------------------------------------
+
+
+def start_slow_run(stack: Stack, api: httpx.Client) -> str:
+    """Trigger team_slow_e2e (a 20 s task) and return its run id once the task is running on the worker."""
+    wait_until(lambda: api.get("/dags/team_slow_e2e").status_code == 200, 180, "team_slow_e2e parsed", stack.alive, 1)
+    assert api.patch("/dags/team_slow_e2e", json={"is_paused": False}).status_code == 200
+    run = api.post("/dags/team_slow_e2e/dagRuns", json={"logical_date": None})
+    assert run.status_code == 200, run.text
+    run_id: str = run.json()["dag_run_id"]
+    wait_until(
+        lambda: api.get(f"/dags/team_slow_e2e/dagRuns/{run_id}/taskInstances/slow").json().get("state") == "running",
+        120, "the slow task to run", stack.alive, 0.5,
+    )  # fmt: skip
+    return run_id
+
+
+def wait_for_run(stack: Stack, api: httpx.Client, dag_id: str, run_id: str, timeout: float = 300) -> str:
+    def ended() -> bool:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            return api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed")
+        return False
+
+    wait_until(ended, timeout, f"{dag_id} {run_id} to end", stack.alive, 1)
+    state: str = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+    return state
+
+
+def assert_nothing_stuck(api: httpx.Client) -> None:
+    stuck = api.get("/dags/~/dagRuns", params={"state": ["running", "queued"]}).json()["dag_runs"]
+    assert stuck == [], [(r["dag_id"], r["dag_run_id"], r["state"]) for r in stuck]
+
+
+def test_scheduler_killed_mid_run_and_restarted(stack: Stack, api: httpx.Client) -> None:
+    run_id = start_slow_run(stack, api)
+    scheduler = stack.procs.pop("airflow-scheduler")
+    os.killpg(scheduler.pid, signal.SIGKILL)
+    scheduler.wait()
+    stack.start("airflow-scheduler")
+    restarted = time.monotonic()
+    assert wait_for_run(stack, api, "team_slow_e2e", run_id) == "success", stack.console("airflow-scheduler")[-3000:]
+    print(f"scheduler SIGKILLed mid-task: the run finished {time.monotonic() - restarted:.0f} s after the restart")
+    assert_nothing_stuck(api)
+
+
+def test_postgres_restarted_mid_run(stack: Stack, api: httpx.Client, postgres: Postgres) -> None:
+    run_id = start_slow_run(stack, api)
+    restart_began = time.monotonic()
+    postgres.restart()
+    back = time.monotonic()
+    assert wait_for_run(stack, api, "team_slow_e2e", run_id) == "success"
+    print(
+        f"Postgres restarted mid-task ({back - restart_began:.1f} s down): the run finished "
+        f"{time.monotonic() - back:.0f} s later; no service restarted"
+    )
+    stack.alive()
+    # and the next run goes through the reconnected services
+    _, next_run = run_dag(stack, api, "team_failing_e2e")
+    assert api.get(f"/dags/team_failing_e2e/dagRuns/{next_run}").json()["state"] == "failed"  # as designed
+    assert_nothing_stuck(api)
+
+
+def test_redis_restarted_mid_run(stack: Stack, api: httpx.Client) -> None:
+    run_id = start_slow_run(stack, api)
+    stack.stop("redis")
+    stack.start("redis")
+    wait_for_port(stack.ports["redis"], stack.procs["redis"])
+    back = time.monotonic()
+    assert wait_for_run(stack, api, "team_slow_e2e", run_id) == "success"
+    in_flight = time.monotonic() - back
+    # the worker reconnects to the broker by itself: a new run is queued, picked up and finished
+    new_run = api.post("/dags/team_slow_e2e/dagRuns", json={"logical_date": None}).json()["dag_run_id"]
+    assert wait_for_run(stack, api, "team_slow_e2e", new_run) == "success", stack.console("airflow-worker")[-3000:]
+    print(
+        f"Redis restarted mid-task: the run in flight finished {in_flight:.0f} s after Redis was back, "
+        f"a new run {time.monotonic() - back:.0f} s after; no service restarted"
+    )
+    stack.alive()
+    assert_nothing_stuck(api)
