@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from tests.conftest import (
     REPO,
@@ -303,11 +304,11 @@ def up() -> int:
 
 
 def _running(pid: int) -> bool:
+    """Alive and not a zombie (an `up` that exited but whose parent has not reaped it yet)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 def down() -> int:
