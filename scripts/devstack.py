@@ -206,6 +206,7 @@ class Component:
             text=True,
             errors="replace",
             bufsize=1,
+            start_new_session=True,  # its own process group: stopping it stops the processes it forked
         )
         self.reader = threading.Thread(target=self._relay, args=(self.process.stdout, parts, lock), daemon=True)
         self.reader.start()
@@ -239,13 +240,15 @@ def answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def stopped_on_exit(processes: list[subprocess.Popen[Any]]) -> Iterator[None]:
-    """Stop every process (SIGTERM, then SIGKILL after 30 s) however we leave: Ctrl-C, SIGTERM, a crash."""
+    """Stop every process group however we leave (Ctrl-C, SIGTERM, a crash): SIGTERM, SIGKILL after 30 s.
+
+    Each component runs in its own process group, so what it forked (the scheduler's LocalExecutor
+    workers) goes with it; Ctrl-C in the terminal reaches this process only, which stops the rest.
+    """
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    # Ctrl-C in the terminal reaches every process of the group; a SIGINT sent to this process alone
-    # (or with SIGINT ignored by whoever started us in the background) must stop everything too.
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         yield
@@ -254,15 +257,16 @@ def stopped_on_exit(processes: list[subprocess.Popen[Any]]) -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         for process in processes:
-            if process.poll() is None:
-                process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         for process in processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for process in processes:  # whatever is left in a group, the group leader included
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -290,6 +294,7 @@ def up() -> int:
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             )
         if not wait_until(lambda: answers(f"{vault_url}/heartbeat"), 30):

@@ -120,6 +120,18 @@ def dev_stack(fresh_clone: Path) -> Iterator[DevStack]:
                 raise AssertionError("scripts/dev did not stop within 90 s of Ctrl-C") from None
         assert proc.returncode == 0, console.read_text()[-3000:]
         assert "==> stopping the dev stack" in console.read_text()
+        # nothing it started is left behind (the scheduler's LocalExecutor workers once were)
+        assert left_in(fresh_clone) == []
+
+
+def left_in(folder: Path) -> list[str]:
+    """Processes still running from `folder` (their working directory is in it)."""
+    left = []
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        cwd = process.info["cwd"] or ""
+        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
+            left.append(" ".join(process.info["cmdline"] or []))
+    return left
 
 
 def test_every_example_succeeds_and_the_console_shows_no_vault_value(dev_stack: DevStack) -> None:
