@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -167,13 +167,13 @@ def docker_engine() -> str | None:
 # -- the console filter ----------------------------------------------------------------------------
 
 
-def vault_values() -> list[str]:
-    """What to keep off the console: every value the dev vault serves (and its token), longest first.
+def console_filter() -> Callable[[str], str]:
+    """Hide from a text every value the dev vault serves (and its token) with ``***``.
 
-    The same rule as Airflow's log masking (each value and each of its lines, 5+ characters), so
-    Airflow's own words stay intact; MENU fields hold a choice (a database type), not data.
+    The same rule as Airflow's log masking (each value and each of its lines, 5+ characters, longest
+    first), so Airflow's own words stay intact; MENU fields hold a choice (a database type), not data.
     """
-    from airflow_dts_provider._onepassword.masking import scrub_parts
+    from airflow_dts_provider._onepassword.masking import scrub_parts, scrub_text
     from airflow_dts_provider.devvault.store import VaultData
 
     path = os.environ.get("DEVVAULT_FILE") or REPO / "airflow_dts_provider" / "devvault" / "sample_vault.yaml"
@@ -182,20 +182,16 @@ def vault_values() -> list[str]:
     for items in data.items.values():
         for item in items:
             values += [f["value"] for f in item["fields"] if f["value"] and f["type"] != "MENU"]
-    return scrub_parts(values)
-
-
-def redact(line: str, parts: list[str]) -> str:
-    for part in parts:
-        if part in line:
-            line = line.replace(part, "***")
-    return line
+    parts = scrub_parts(values)
+    return lambda text: scrub_text(text, (), parts)
 
 
 class Component:
     """One Airflow process whose output is filtered and prefixed with its name, as standalone does."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], parts: list[str], lock: threading.Lock):
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], hide: Callable[[str], str], lock: threading.Lock
+    ):
         self.name = name
         self.process = subprocess.Popen(
             ["airflow", *args],
@@ -208,14 +204,14 @@ class Component:
             bufsize=1,
             start_new_session=True,  # its own process group: stopping it stops the processes it forked
         )
-        self.reader = threading.Thread(target=self._relay, args=(self.process.stdout, parts, lock), daemon=True)
+        self.reader = threading.Thread(target=self._relay, args=(self.process.stdout, hide, lock), daemon=True)
         self.reader.start()
 
-    def _relay(self, stream: IO[str] | None, parts: list[str], lock: threading.Lock) -> None:
+    def _relay(self, stream: IO[str] | None, hide: Callable[[str], str], lock: threading.Lock) -> None:
         assert stream is not None
         for line in stream:
             with lock:
-                print(f"{self.name:13} | {redact(line.rstrip(), parts)}", flush=True)
+                print(f"{self.name:13} | {hide(line.rstrip())}", flush=True)
 
 
 def wait_until(check: Any, timeout: float, interval: float = 0.5) -> bool:
@@ -276,9 +272,10 @@ def up() -> int:
     check_ports(chosen)
     DEV_DIR.mkdir(parents=True, exist_ok=True)
     docker_host = docker_engine()
-    env = {**os.environ, **stack_environment(chosen["AIRFLOW_PORT"], chosen["DEVVAULT_PORT"], docker_host)}
-    STACK_ENV.write_text(json.dumps(stack_environment(chosen["AIRFLOW_PORT"], chosen["DEVVAULT_PORT"], docker_host)))
-    parts = vault_values()
+    settings = stack_environment(chosen["AIRFLOW_PORT"], chosen["DEVVAULT_PORT"], docker_host)
+    STACK_ENV.write_text(json.dumps(settings))
+    env = {**os.environ, **settings}
+    hide = console_filter()
     lock = threading.Lock()
     processes: list[subprocess.Popen[Any]] = []
     with stopped_on_exit(processes):
@@ -303,11 +300,11 @@ def up() -> int:
         say(f"dev vault (1Password Connect stand-in) on {vault_url}, log: {vault_log}")
         migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, check=False)
         if migrate.returncode != 0:
-            print(redact(migrate.stdout + migrate.stderr, parts), file=sys.stderr)
+            print(hide(migrate.stdout + migrate.stderr), file=sys.stderr)
             say("airflow db migrate failed (output above)")
             return 1
         say(f"metadata database ready (SQLite, {DEV_DIR / 'airflow' / 'airflow.db'})")
-        components = [Component(name, args, env, parts, lock) for name, args in COMPONENTS.items()]
+        components = [Component(name, args, env, hide, lock) for name, args in COMPONENTS.items()]
         processes += [c.process for c in components]
         url = f"http://localhost:{chosen['AIRFLOW_PORT']}"
         passwords = DEV_DIR / "airflow" / "simple_auth_manager_passwords.json.generated"
@@ -358,7 +355,7 @@ def shell(command: list[str]) -> int:
         )
         shell_path = os.environ.get("SHELL") or "/bin/bash"
         os.execvpe(shell_path, [shell_path], env)  # noqa: S606 (an interactive shell is the point)
-    parts = vault_values()
+    hide = console_filter()
     try:
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
@@ -369,7 +366,7 @@ def shell(command: list[str]) -> int:
     assert process.stdout is not None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the command; keep relaying until it ends
     for line in process.stdout:
-        print(redact(line.rstrip("\n"), parts), flush=True)
+        print(hide(line.rstrip("\n")), flush=True)
     return process.wait()
 
 
