@@ -24,7 +24,7 @@ fail() {
 }
 
 check_production_settings() {
-  local fernet="${AIRFLOW__CORE__FERNET_KEY:-}" key example password="${_AIRFLOW_WWW_USER_PASSWORD:-}" weak
+  local fernet="${AIRFLOW__CORE__FERNET_KEY:-}" key example password="${_AIRFLOW_WWW_USER_PASSWORD:-}"
   [ -n "$fernet" ] || fail "no Fernet key: set _AIRFLOW__CORE__FERNET_KEY in docker/.env (see README, Deploying)"
   # Airflow accepts "new,old" while rotating keys; every part must be a real key.
   IFS=',' read -r -a keys <<<"$fernet"
@@ -37,11 +37,7 @@ check_production_settings() {
       2>/dev/null || fail "_AIRFLOW__CORE__FERNET_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes)"
   done
   [ -n "$password" ] || fail "no admin password: set _AIRFLOW_WWW_USER_PASSWORD in docker/.env"
-  for weak in "${WEAK_PASSWORDS[@]}"; do
-    [ "${password,,}" != "$weak" ] || fail "_AIRFLOW_WWW_USER_PASSWORD is a well-known default; pick a real one"
-  done
-  [ "${#password}" -ge "$MIN_PASSWORD_LENGTH" ] ||
-    fail "_AIRFLOW_WWW_USER_PASSWORD is shorter than $MIN_PASSWORD_LENGTH characters"
+  check_password_strength _AIRFLOW_WWW_USER_PASSWORD "$password"
   check_database_password
   log "production settings checked (Fernet key, admin password, database password)"
 }
@@ -50,19 +46,23 @@ check_production_settings() {
 # AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is checked too. Postgres is published for remote workers in
 # production (REMOTE_WORKER_BIND), so the example password would open the metadata DB to the LAN.
 check_database_password() {
-  local url="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" password weak
+  local url="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" password
   [[ "$url" == postgres* ]] || return 0
   password="$(DATABASE_URL_TO_CHECK="$url" python -c \
     'import os; from sqlalchemy.engine import make_url; print(make_url(os.environ["DATABASE_URL_TO_CHECK"]).password or "")')" ||
     fail "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not a database URL"
   [ -n "$password" ] || fail "the metadata database URL has no password: set POSTGRES_PASSWORD in docker/.env"
+  check_password_strength "POSTGRES_PASSWORD (the metadata database password)" "$password" \
+    "(an existing database keeps its old password: README, Upgrading Airflow, last paragraph)"
+}
+
+# Refuse a well-known default or a short password; the message names the setting ($1), never the value.
+check_password_strength() {
+  local name="$1" password="$2" hint="${3:-}" weak
   for weak in "${WEAK_PASSWORDS[@]}"; do
-    [ "${password,,}" != "$weak" ] ||
-      fail "POSTGRES_PASSWORD (the metadata database password) is a well-known default; pick a real one" \
-        "(an existing database keeps its old password: README, Upgrading Airflow, last paragraph)"
+    [ "${password,,}" != "$weak" ] || fail "$name is a well-known default; pick a real one${hint:+ $hint}"
   done
-  [ "${#password}" -ge "$MIN_PASSWORD_LENGTH" ] ||
-    fail "POSTGRES_PASSWORD (the metadata database password) is shorter than $MIN_PASSWORD_LENGTH characters"
+  [ "${#password}" -ge "$MIN_PASSWORD_LENGTH" ] || fail "$name is shorter than $MIN_PASSWORD_LENGTH characters"
 }
 
 create_admin_user() {
