@@ -222,24 +222,35 @@ def test_admin_user_from_airflow_init_logs_in_through_haproxy(stack: Stack) -> N
     assert token(stack).status_code in (200, 201)
 
 
+def wait_parsed(stack: Stack, api: httpx.Client, dag_id: str) -> None:
+    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, 180, f"{dag_id} parsed", stack.alive, 1)
+
+
+def wait_for_run(stack: Stack, api: httpx.Client, dag_id: str, run_id: str, timeout: float = 300) -> str:
+    """Wait until the run ends; its final state."""
+
+    def ended() -> bool:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            return api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed")
+        return False
+
+    wait_until(ended, timeout, f"{dag_id} {run_id} to end", stack.alive, 1)
+    state: str = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+    return state
+
+
 def run_dag(stack: Stack, api: httpx.Client, dag_id: str) -> tuple[dict[str, Any], str]:
     """Wait for the DAG processor, unpause, trigger through the REST API, wait for the run to end.
 
     Returns the DAG as it was before it was unpaused, and the run id.
     """
-    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, 180, f"{dag_id} parsed", stack.alive, 1)
+    wait_parsed(stack, api, dag_id)
     dag = api.get(f"/dags/{dag_id}").json()
     assert api.patch(f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
     run = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
     assert run.status_code == 200, run.text
     run_id: str = run.json()["dag_run_id"]
-    wait_until(
-        lambda: api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed"),
-        240,
-        f"a run of {dag_id}",
-        stack.alive,
-        interval=1,
-    )
+    wait_for_run(stack, api, dag_id, run_id, timeout=240)
     return dag, run_id
 
 
@@ -402,7 +413,7 @@ def vault_requests(stack: Stack) -> Counter[str]:
 def test_connect_down_fails_tasks_clearly_and_the_stack_recovers_without_restarts(
     stack: Stack, api: httpx.Client
 ) -> None:
-    wait_until(lambda: api.get("/dags/team_docker_e2e").status_code == 200, 180, "team DAGs parsed", stack.alive, 1)
+    wait_parsed(stack, api, "team_docker_e2e")
     stack.stop("dev-vault")
     down_at = time.monotonic()
     parsed_before = api.get("/dags/team_docker_e2e/details").json()["last_parsed_time"]
@@ -429,7 +440,7 @@ def test_connect_down_fails_tasks_clearly_and_the_stack_recovers_without_restart
 
 def test_fifty_runs_at_once_all_succeed_with_few_connect_requests(stack: Stack, api: httpx.Client) -> None:
     dag_id = "team_load_e2e"
-    wait_until(lambda: api.get(f"/dags/{dag_id}").status_code == 200, 180, f"{dag_id} parsed", stack.alive, 1)
+    wait_parsed(stack, api, dag_id)
     assert api.patch(f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
     requests_before = vault_requests(stack)
     worker = psutil.Process(stack.procs["airflow-worker"].pid)
@@ -473,7 +484,7 @@ def fab(stack: Stack, *args: str) -> None:
 
 def test_dag_repositories_through_haproxy_show_only_what_the_fab_user_may_read(stack: Stack, api: httpx.Client) -> None:
     """Production's auth manager (FAB): a role that may read one DAG sees that DAG and its repository only."""
-    wait_until(lambda: api.get("/dags/team_failing_e2e").status_code == 200, 180, "team DAGs parsed", stack.alive, 1)
+    wait_parsed(stack, api, "team_failing_e2e")
     fab(stack, "roles", "create", "KnackOnly")
     fab(stack, "roles", "add-perms", "KnackOnly", "--action", "can_read", "--resource", "DAG:team_docker_e2e")
     fab(
@@ -506,7 +517,7 @@ def test_dag_repositories_through_haproxy_show_only_what_the_fab_user_may_read(s
 
 def start_slow_run(stack: Stack, api: httpx.Client) -> str:
     """Trigger team_slow_e2e (a 20 s task) and return its run id once the task is running on the worker."""
-    wait_until(lambda: api.get("/dags/team_slow_e2e").status_code == 200, 180, "team_slow_e2e parsed", stack.alive, 1)
+    wait_parsed(stack, api, "team_slow_e2e")
     assert api.patch("/dags/team_slow_e2e", json={"is_paused": False}).status_code == 200
     run = api.post("/dags/team_slow_e2e/dagRuns", json={"logical_date": None})
     assert run.status_code == 200, run.text
@@ -516,17 +527,6 @@ def start_slow_run(stack: Stack, api: httpx.Client) -> str:
         120, "the slow task to run", stack.alive, 0.5,
     )  # fmt: skip
     return run_id
-
-
-def wait_for_run(stack: Stack, api: httpx.Client, dag_id: str, run_id: str, timeout: float = 300) -> str:
-    def ended() -> bool:
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            return api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed")
-        return False
-
-    wait_until(ended, timeout, f"{dag_id} {run_id} to end", stack.alive, 1)
-    state: str = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
-    return state
 
 
 def assert_nothing_stuck(api: httpx.Client) -> None:
