@@ -211,9 +211,12 @@ def running_stack(
         for arg in [*dev_vault["entrypoint"], *dev_vault["command"]]
     ]
     envs["dev-vault"] = {k: to_local(str(v), ports) for k, v in dev_vault["environment"].items()} | local
+    # Redis's own defaults, as in the compose service: RDB snapshots in its working folder (the image's
+    # /data), saved on shutdown and loaded on start, so queued tasks survive a restart there and here
+    (home / "redis").mkdir(exist_ok=True)
     stack.commands["redis"] = [
         require_binary("redis-server"),
-        *("--port", str(ports["redis"]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        *("--port", str(ports["redis"]), "--bind", "127.0.0.1", "--dir", str(home / "redis")),
         *("--requirepass", REDIS_PASSWORD),
     ]
     envs["redis"] = {"PATH": os.environ["PATH"]}
