@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -87,10 +88,48 @@ def test_connection_extra_section(make_backend: MakeBackend) -> None:
     assert conn.conn_type == "fs" and conn.extra_dejson == {"path": "/srv/dts-data"}
 
 
-def test_bad_port_is_a_warning_not_a_crash(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+def conn_json(backend: OnePasswordBackend, conn_id: str) -> dict[str, object]:
+    """The connection exactly as the backend hands it to Airflow (before Airflow normalizes anything)."""
+    value = backend.get_conn_value(conn_id)
+    assert value is not None
+    parsed: dict[str, object] = json.loads(value)
+    return parsed
+
+
+def test_login_and_password_come_from_1password_field_purposes_first(make_backend: MakeBackend) -> None:
+    """A LOGIN item's username/password fields win over other fields whose labels also match."""
+    assert conn_json(make_backend(), "by_purpose") == {
+        "conn_type": "generic", "login": "purpose-user", "password": "purpose-password",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("conn_id", "conn_type"),
+    [
+        ("warehouse", "postgres"),  # the menu's "postgresql" (field id database_type)
+        ("sqlserver_db", "mssql"),  # a field labelled "type", any case
+        ("other_db", "cockroachdb"),  # not in the table: the menu value, lower case
+        ("typed_login", "generic"),  # a "type" field outside a DATABASE item means nothing
+    ],
+)
+def test_connection_type_from_a_database_items_type_menu(
+    make_backend: MakeBackend, conn_id: str, conn_type: str
+) -> None:
+    assert conn_json(make_backend(), conn_id)["conn_type"] == conn_type
+
+
+@pytest.mark.parametrize(
+    ("conn_id", "problem"),
+    [("bad_port", "field 'port' is not a number"), ("bad_extra", "field 'extra' is not valid JSON")],
+)
+def test_a_malformed_item_is_a_warning_naming_it_not_a_crash(
+    make_backend: MakeBackend, caplog: pytest.LogCaptureFixture, conn_id: str, problem: str
+) -> None:
     caplog.set_level(logging.WARNING)
-    assert make_backend().get_conn_value("bad_port") is None
-    assert "field 'port' is not a number" in caplog.text
+    assert make_backend().get_conn_value(conn_id) is None
+    assert f"1Password connection {conn_id!r} not used: 1Password item 'airflow/connections/{conn_id}': {problem}" in (
+        caplog.text
+    )
 
 
 # -- variables and config -------------------------------------------------------------------
@@ -109,10 +148,24 @@ def test_variable_shapes(make_backend: MakeBackend, key: str, value: str) -> Non
     assert make_backend().get_variable(key) == value
 
 
-def test_variable_without_an_obvious_field_warns(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("kind", "title", "key", "fields"),
+    [
+        ("variable", "airflow/variables/two_fields", "two_fields", "first, second"),
+        ("variable", "airflow/variables/no_fields", "no_fields", "none"),
+        ("config", "airflow/config/two_fields_config", "two_fields_config", "first, second"),
+    ],
+)
+def test_a_value_without_an_obvious_field_warns_naming_item_and_key(
+    make_backend: MakeBackend, caplog: pytest.LogCaptureFixture, kind: str, title: str, key: str, fields: str
+) -> None:
     caplog.set_level(logging.WARNING)
-    assert make_backend().get_variable("two_fields") is None
-    assert "has no 'value' field" in caplog.text and "first, second" in caplog.text
+    backend = make_backend()
+    assert (backend.get_variable if kind == "variable" else backend.get_config)(key) is None
+    assert (
+        f"1Password item {title!r} for {kind} {key!r} has no 'value' field and no single obvious one (fields: {fields})"
+        in caplog.text
+    )
 
 
 def test_duplicate_titles_warn_and_return_none(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
@@ -172,6 +225,39 @@ def test_misses_are_cached(make_backend: MakeBackend, devvault: DevVaultServer) 
     time.sleep(0.45)
     assert backend.get_variable("not_in_1password") is None
     assert devvault.stats()["by_kind"]["item list"] <= 2
+
+
+def test_misses_are_remembered_for_miss_ttl_even_when_the_index_refreshes_on_every_miss(
+    make_backend: MakeBackend, devvault: DevVaultServer
+) -> None:
+    """The client refreshes its title index on a miss at most every few seconds; the backend's own memory
+    of misses is what spares 1Password the keys that live elsewhere. Seen here with refreshes always allowed.
+    """
+    remembering, forgetting = make_backend(miss_ttl=0.5), make_backend(miss_ttl=0)
+    for backend in (remembering, forgetting):
+        backend.settings = dataclasses.replace(backend.settings, index_refresh_interval=0.0)
+        backend.client.clear_cache()
+
+    def index_reads(backend: OnePasswordBackend, lookups: int) -> int:
+        before = devvault.stats()["by_kind"].get("item list", 0)
+        for _ in range(lookups):
+            assert backend.get_variable("not_in_1password") is None
+        return int(devvault.stats()["by_kind"].get("item list", 0)) - before
+
+    assert index_reads(remembering, 5) == 2  # the index, its refresh for the missing title, then nothing
+    time.sleep(0.55)
+    assert index_reads(remembering, 3) == 1  # forgotten after miss_ttl: one refresh, remembered again
+    assert index_reads(forgetting, 3) == 3  # miss_ttl=0: every lookup asks again
+
+
+def test_remembered_misses_stay_bounded(make_backend: MakeBackend) -> None:
+    """Keys come from DAG code: past 10,000 remembered misses, the expired ones are dropped."""
+    backend = make_backend(miss_ttl=0.001)
+    for n in range(10_050):  # what each miss of a lookup does (a lookup itself takes about a millisecond)
+        backend._remember_miss(f"airflow/variables/missing_{n}")
+    assert len(backend._misses) < 10_000
+    assert backend.get_variable("not_in_1password") is None  # still remembering new misses after the pruning
+    assert "airflow/variables/not_in_1password" in backend._misses
 
 
 def test_hits_are_cached(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
@@ -280,6 +366,25 @@ def test_every_value_returned_is_registered_with_the_masker(
     result = got(key)
     assert result is not None and value in result
     assert clean_masker(f"seen {value}") == "seen ***"
+
+
+def test_connection_secrets_are_registered_with_the_masker(
+    make_backend: MakeBackend, clean_masker: Callable[[str], str]
+) -> None:
+    """A plain (not concealed) uri field: the whole URI, its password (as written and decoded) and query values."""
+    value = make_backend().get_conn_value("plain_uri")
+    assert value is not None and value.startswith("postgres://")
+    for secret in (value, "p%40ss-plain-uri", "p@ss-plain-uri", "query-secret-value"):
+        assert clean_masker(f"seen {secret} .") == "seen *** ."
+    assert clean_masker("host db.example.internal") == "host db.example.internal"  # as Airflow leaves hosts
+
+
+def test_a_connections_whole_extra_is_registered_with_the_masker(
+    make_backend: MakeBackend, clean_masker: Callable[[str], str]
+) -> None:
+    extra = conn_json(make_backend(), "canary_extra")["extra"]
+    assert isinstance(extra, str) and "EXTRA-JSON-CANARY" in extra
+    assert clean_masker(extra) == "***"
 
 
 def test_parsing_subprocesses_delegate_to_the_dag_processor(
