@@ -6,11 +6,13 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from airflow_dts_provider.plugins.dag_repositories import (
     DEFAULT_REPO_URL_TEMPLATE,
@@ -205,3 +207,158 @@ def assert_page_follows_the_ui_theme(browser: Browser, ui_page: str) -> None:
     browser.navigate(ui_page.replace("/plugin/dag-repositories", "/dts/repositories"))
     body = "(document.querySelector('h1') ? getComputedStyle(document.body).backgroundColor : '')"
     assert browser.wait_for(f"{body} === {DARK!r} && {body}") == DARK
+
+
+# -- fast: the grouping and both endpoints on Airflow's own tables in SQLite, no API server ---------------
+
+DAY = "2026-01-0{}T06:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def metadata() -> Iterator[Session]:
+    """Airflow's metadata tables (its own models) in an in-memory SQLite database, with a few DAGs and runs."""
+    import pendulum
+    from airflow.models import import_all_models
+    from airflow.models.base import Base
+    from airflow.models.dag import DagModel, DagTag
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.models.dagrun import DagRun
+
+    import_all_models()
+    # one connection shared with the endpoints' worker threads (TestClient runs sync endpoints in a pool)
+    engine = create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    Base.metadata.create_all(engine)
+    dags = {  # dag_id: (paused, schedule summary, owners, tags, stale)
+        "alpha_etl": (False, "0 6 * * *", "transportation, data", ["repo:atd-knack", "etl"], False),
+        "beta_sync": (True, "None", "", ["repo:atd-knack", "repo:atd-vz data"], False),
+        "gamma_misc": (False, None, "data", ["misc"], False),
+        "delta_bare": (False, "@daily", None, ["repo:"], False),
+        "old_removed": (False, "@daily", "data", ["repo:atd-gone"], True),
+    }
+    with Session(engine) as session:
+        session.add(DagBundleModel(name="dags-folder"))
+        session.flush()
+        for dag_id, (paused, schedule, owners, tags, stale) in dags.items():
+            session.add(
+                DagModel(dag_id=dag_id, bundle_name="dags-folder", is_paused=paused, timetable_summary=schedule,
+                         owners=owners, is_stale=stale)
+            )  # fmt: skip
+            session.flush()
+            session.add_all(DagTag(name=tag, dag_id=dag_id) for tag in tags)
+        runs = [("alpha_etl", "success", 1), ("alpha_etl", "failed", 3), ("alpha_etl", "success", 2),
+                ("gamma_misc", "running", 4)]  # fmt: skip
+        for n, (dag_id, state, day) in enumerate(runs):
+            session.add(
+                DagRun(dag_id=dag_id, run_id=f"run_{n}", run_type="manual", state=state,
+                       run_after=pendulum.datetime(2026, 1, day, 6))
+            )  # fmt: skip
+        session.commit()
+        yield session
+
+
+def entry(dag_id: str, **fields: object) -> dict[str, object]:
+    values: dict[str, object] = {"dag_id": dag_id, "paused": False, "schedule": None, "owners": ["data"],
+                                 "last_run_state": None, "last_run_at": None, "other_tags": []}  # fmt: skip
+    return values | fields
+
+
+ALPHA = entry("alpha_etl", schedule="0 6 * * *", owners=["transportation", "data"], last_run_state="failed",
+              last_run_at=DAY.format(3), other_tags=["etl"])  # fmt: skip
+BETA = entry("beta_sync", paused=True, owners=[])
+GAMMA = entry("gamma_misc", last_run_state="running", last_run_at=DAY.format(4), other_tags=["misc"])
+DELTA = entry("delta_bare", schedule="@daily", owners=[])  # an empty "repo:" names no repository
+
+
+def test_grouping_by_repo_tag_on_airflows_tables(metadata: Session) -> None:
+    """Latest run per DAG, paused/schedule/owners as the UI shows them, stale DAGs and an empty `repo:` left out."""
+    assert collect_repositories(metadata, None, "https://git.example/{repo}") == {
+        "repositories": [
+            {"name": "atd-knack", "url": "https://git.example/atd-knack", "dags": [ALPHA, BETA]},
+            {"name": "atd-vz data", "url": "https://git.example/atd-vz%20data", "dags": [BETA]},
+        ],
+        "dags_without_repo": [DELTA, GAMMA],
+        "dag_count": 4,
+    }
+
+
+def test_only_readable_dags_count_anywhere(metadata: Session) -> None:
+    assert collect_repositories(metadata, {"beta_sync", "gamma_misc"}, DEFAULT_REPO_URL_TEMPLATE) == {
+        "repositories": [
+            {"name": "atd-knack", "url": "https://github.com/cityofaustin/atd-knack", "dags": [BETA]},
+            {"name": "atd-vz data", "url": "https://github.com/cityofaustin/atd-vz%20data", "dags": [BETA]},
+        ],
+        "dags_without_repo": [GAMMA],
+        "dag_count": 2,
+    }
+    assert collect_repositories(metadata, set(), DEFAULT_REPO_URL_TEMPLATE)["dag_count"] == 0
+
+
+@pytest.fixture
+def repositories_app(metadata: Session, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[Any]]]:
+    """The plugin's app with its two Airflow dependencies supplied: the session above and a signed-in user.
+
+    What the auth manager answers is the one stand-in: the real ones (simple, FAB, a partial one) are
+    proven over HTTP above; here it records what it was asked.
+    """
+    from airflow.api_fastapi.common.db.common import _get_session
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from airflow_dts_provider.plugins.dag_repositories import create_app
+
+    user, asked = object(), list[tuple[object, str]]()
+
+    class AuthManager:
+        def get_authorized_dag_ids(self, *, user: object, method: str) -> set[str]:
+            asked.append((user, method))
+            return {"alpha_etl", "delta_bare"}
+
+    monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", AuthManager)
+    monkeypatch.setenv("AIRFLOW__DTS__REPO_URL_TEMPLATE", "https://code.example/{repo}/tree")
+    app = create_app()
+    app.dependency_overrides[_get_session] = lambda: metadata
+    app.dependency_overrides[get_user] = lambda: user
+    with TestClient(app) as client:
+        yield client, asked
+    assert asked and all(a == (user, "GET") for a in asked)
+
+
+def test_json_endpoint_shows_what_the_auth_manager_allows(repositories_app: tuple[Any, list[object]]) -> None:
+    client, _ = repositories_app
+    response = client.get("/repositories.json")
+    assert response.status_code == 200
+    assert response.json() == {
+        "repositories": [{"name": "atd-knack", "url": "https://code.example/atd-knack/tree", "dags": [ALPHA]}],
+        "dags_without_repo": [DELTA],
+        "dag_count": 2,
+    }
+
+
+def test_page_shows_what_the_auth_manager_allows(repositories_app: tuple[Any, list[object]]) -> None:
+    client, _ = repositories_app
+    page = client.get("/repositories")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "1 repository, 2 DAGs." in page.text
+    assert '<a href="https://code.example/atd-knack/tree" target="_blank" rel="noopener">atd-knack</a>' in page.text
+    assert '<a class="dag-link" href="../dags/alpha_etl" target="_top">alpha_etl</a>' in page.text
+    assert "DAGs without a repo: tag <small>(1)</small>" in page.text and "delta_bare" in page.text
+    assert "beta_sync" not in page.text and "gamma_misc" not in page.text
+
+
+def test_the_plugin_builds_its_app_on_the_first_request_only() -> None:
+    """Plugins load in every Airflow process; the FastAPI app (and its imports) only where a request comes."""
+    from fastapi.testclient import TestClient
+
+    from airflow_dts_provider.plugins.dts_plugin import URL_PREFIX, DtsPlugin
+
+    (mounted,) = DtsPlugin.fastapi_apps
+    (view,) = DtsPlugin.external_views
+    assert mounted["url_prefix"] == URL_PREFIX and view["href"] == f"{URL_PREFIX}/repositories"
+    lazy = type(mounted["app"])()
+    client = TestClient(lazy)  # not as a context manager: a mounted app gets no lifespan events either
+    assert lazy._app is None
+    assert client.get("/openapi.json").json()["info"]["title"] == "DAG Repositories"
+    built = lazy._app
+    assert built is not None
+    assert client.get("/openapi.json").status_code == 200
+    assert lazy._app is built
