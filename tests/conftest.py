@@ -51,7 +51,7 @@ REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
 
 #: Fixtures that start Airflow, a container engine, a database or a server stack: tests using them are
 #: marked ``slow`` (``scripts/test --quick`` leaves them out; CI runs everything).
-SLOW_FIXTURES = frozenset({"airflow_stack", "docker_url", "postgres", "cli_env", "slack_standin"})
+SLOW_FIXTURES = frozenset({"airflow_stack", "docker_url", "postgres", "cli_env"})
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

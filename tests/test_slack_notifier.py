@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -182,6 +184,52 @@ def test_slow_slack_times_out(api_conn: None, slack_standin: SlackStandIn, capfd
     assert "alert not sent" in capfd.readouterr().out
 
 
+def test_api_payload_channel_icon_and_byline(
+    api_conn: None, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel: the notifier's (templated), else the connection's extra, else #airflow."""
+    SlackNotifier(icon_emoji=":bus:", username="DTS Airflow")(sdk_context())
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK", json.dumps({"conn_type": "slack", "password": "xoxb-test-token",
+        "extra": {"base_url": f"{slack_standin.url}/api/", "channel": "#from-the-connection"}}))  # fmt: skip
+    SlackNotifier()(sdk_context())
+    SlackNotifier(channel="#{{ dag.dag_id }}-alerts")(sdk_context())
+    bodies = [m["body"] for m in slack_standin.messages]
+    assert [b["channel"] for b in bodies] == ["#airflow", "#from-the-connection", "#etl_daily-alerts"]
+    assert (bodies[0]["icon_emoji"], bodies[0]["username"]) == (":bus:", "DTS Airflow")
+    assert "icon_emoji" not in bodies[1] and "username" not in bodies[1]
+    text, blocks = SlackNotifier().build_message(sdk_context())
+    assert bodies[1]["text"] == text and json.loads(json.dumps(bodies[1]["blocks"])) == blocks
+
+
+# providers-slack warns that Slack apps' webhooks ignore both; the team's legacy webhook honours them
+@pytest.mark.filterwarnings("ignore:You cannot override the default channel")
+def test_webhook_payload_icon_and_byline(slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    slack_standin.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", json.dumps(
+        {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T1/B1/X1"}
+    ))  # fmt: skip
+    SlackNotifier(slack_conn_id="alerts_hook", icon_emoji=":bus:", username="DTS Airflow")(sdk_context())
+    SlackNotifier(slack_conn_id="alerts_hook")(sdk_context())
+    first, second = (m["body"] for m in slack_standin.messages)
+    assert (first["icon_emoji"], first["username"]) == (":bus:", "DTS Airflow")
+    assert "icon_emoji" not in second and "username" not in second
+    assert second["text"].startswith(":red_circle: Task failed: etl_daily.load\n")
+
+
+@pytest.mark.parametrize(("environment", "sent"), [("production", 1), ("staging", 0), ("", 0)])
+def test_environments_gate_the_alert(
+    api_conn: None, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture, environment: str, sent: int,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("ENVIRONMENT", environment)
+    SlackNotifier(kind="success", environments=["production"])(sdk_context())
+    assert len(slack_standin.messages) == sent
+    logged = capfd.readouterr().out
+    skipped = f"Slack success alert skipped: ENVIRONMENT={environment!r} is not one of ['production']"
+    assert (skipped in logged) == (not sent)
+    assert ("Slack success alert sent to #airflow" in logged) == bool(sent)
+
+
 def test_bad_arguments_fail_at_dag_parse() -> None:
     with pytest.raises(ValueError, match="kind must be one of"):
         SlackNotifier(kind="urgent")
@@ -217,3 +265,135 @@ def test_drop_ins_post_through_the_teams_http_webhook_connection(
     posted = [m for m in slack_standin.messages if m["path"] == "/webhook/T000/B000/XXXX"]
     assert len(posted) == (1 if sent else 0)
     assert len(slack_standin.messages) == len(posted)
+
+
+# -- the message itself, from the task SDK's own objects (fast) ------------------------------
+# The context is put together here from the SDK's DAG, operator, RuntimeTaskInstance and DagRun
+# models, as the task runner does; the real runs above prove it matches what Airflow passes.
+
+RUN_ID = "scheduled__2026-11-27T12:00:00+00:00"
+
+
+def sdk_context(*, exception: object = None, dag_id: str = "etl_daily", schedule: str | None = "0 6 * * *",
+                ti_key: str = "ti", task: bool = True) -> dict[str, object]:  # fmt: skip
+    import uuid
+
+    import pendulum
+    from airflow.sdk import DAG
+    from airflow.sdk.api.datamodels._generated import DagRun
+    from airflow.sdk.bases.operator import BaseOperator
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    with DAG(dag_id, schedule=schedule, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+        operator = BaseOperator(task_id="load", retries=2)
+    dag_run = DagRun.model_construct(
+        dag_id=dag_id, run_id=RUN_ID, logical_date=pendulum.datetime(2026, 11, 27, 12),
+        run_after=pendulum.datetime(2026, 11, 27, 12), start_date=pendulum.datetime(2026, 11, 27, 12, 0, 1),
+        end_date=None, data_interval_start=None,
+    )  # fmt: skip
+    context: dict[str, object] = {"dag": dag, "dag_run": dag_run, "run_id": RUN_ID, "exception": exception}
+    if task:
+        context[ti_key] = RuntimeTaskInstance.model_construct(
+            id=uuid.uuid4(), task=operator, dag_id=dag_id, task_id="load", run_id=RUN_ID, try_number=2,
+            map_index=-1, start_date=pendulum.datetime(2026, 11, 27, 12, 0, 5),
+            end_date=pendulum.datetime(2026, 11, 27, 13, 2, 9),
+        )  # fmt: skip
+    return context
+
+
+LOG_PATH = "/dags/etl_daily/runs/scheduled__2026-11-27T12%3A00%3A00%2B00%3A00/tasks/load?try_number=2"
+
+
+@pytest.mark.parametrize("ti_key", ["ti", "task_instance"])
+def test_failure_message_text_and_every_block(ti_key: str) -> None:
+    text, blocks = SlackNotifier(kind="failure").build_message(
+        sdk_context(exception=ValueError("source API answered 503\nsecond line not shown"), ti_key=ti_key)
+    )
+    facts = [
+        ("DAG", "etl_daily"), ("Task", "load"), ("Run", RUN_ID), ("Logical date", "2026-11-27 06:00:00 CST"),
+        ("Schedule", "At 06:00 (0 6 * * *, UTC)"), ("Duration", "1h 2m 4s"), ("Try", "2 of 3"),
+    ]  # fmt: skip
+    log_url = f"http://localhost:8080{LOG_PATH}"
+    assert text == "\n".join(
+        [":red_circle: Task failed: etl_daily.load", *(f"{k}: {v}" for k, v in facts),
+         "Error: ValueError: source API answered 503", f"Log: {log_url}"]
+    )  # fmt: skip
+    assert blocks == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*:red_circle: Task failed: etl_daily.load*"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in facts]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Error*\n```ValueError: source API answered 503```"}},
+        {"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "View Task Log"}, "url": log_url}]},
+    ]  # fmt: skip
+
+
+def test_critical_mentions_and_success_without_error() -> None:
+    critical, _ = SlackNotifier(kind="critical", mentions=["U024BE7LH", "S0614TZR7", "<!here>"]).build_message(
+        sdk_context(exception="RuntimeError: boom\nmore")
+    )
+    assert critical.splitlines()[0] == (
+        "<@U024BE7LH> <!subteam^S0614TZR7> <!here> :rotating_light: CRITICAL task failure: etl_daily.load"
+    )
+    assert "Error: RuntimeError: boom" in critical.splitlines() and "more" not in critical
+    assert SlackNotifier(kind="critical", mentions=[]).build_message(sdk_context())[0].startswith(":rotating_light:")
+    assert SlackNotifier(kind="critical").build_message(sdk_context())[0].startswith("<!channel> :rotating_light:")
+    success, blocks = SlackNotifier(kind="success", mentions=["U1"]).build_message(sdk_context())
+    assert success.startswith(":large_green_circle: Task succeeded: etl_daily.load\n")
+    assert "Error" not in success and [b["type"] for b in blocks] == ["section", "section", "actions"]
+
+
+def test_dag_level_message_without_a_task_or_schedule() -> None:
+    context = sdk_context(task=False, schedule=None)
+    context["reason"] = "task_failure"
+    dag_run: Any = context["dag_run"]
+    dag_run.end_date = dag_run.start_date.add(seconds=30)
+    text, blocks = SlackNotifier(kind="failure").build_message(context)
+    assert text.splitlines() == [
+        ":red_circle: Task failed: etl_daily", "DAG: etl_daily", f"Run: {RUN_ID}",
+        "Logical date: 2026-11-27 06:00:00 CST", "Schedule: No schedule (manual runs only)", "Duration: 0m 30s",
+        "Error: task_failure",
+    ]  # fmt: skip
+    assert [b["type"] for b in blocks] == ["section", "section", "section"]  # no task: no log button
+
+
+def test_run_after_or_data_interval_when_there_is_no_logical_date() -> None:
+    context = sdk_context(schedule="@daily")
+    dag_run: Any = context["dag_run"]
+    dag_run.logical_date = None
+    lines = SlackNotifier().build_message(context)[0].splitlines()
+    assert "Run after: 2026-11-27 06:00:00 CST" in lines and "Schedule: At 00:00 (0 0 * * *, UTC)" in lines
+    dag_run.data_interval_start = dag_run.run_after.subtract(days=1)
+    assert "Data interval start: 2026-11-26 12:00:00 UTC" in SlackNotifier(timezone="UTC").build_message(context)[0]
+
+
+def test_everything_from_the_task_is_escaped_and_masked(clean_masker: Callable[[str], str]) -> None:
+    """Slack reads <!channel> and <url|text> anywhere: a DAG id or an error must not ping or phish."""
+    from airflow.sdk.log import mask_secret
+
+    mask_secret("s3cr3t-in-the-error")
+    error = RuntimeError("a <!channel> & <https://evil.example|click> ``` s3cr3t-in-the-error")
+    context = sdk_context(exception=error)
+    dag_run: Any = context["dag_run"]
+    dag_run.run_id = "manual__<!here>"  # run ids are free text (a trigger through the REST API names them)
+    text, blocks = SlackNotifier().build_message(context)
+    assert "Run: manual__&lt;!here&gt;" in text.splitlines()
+    escaped = "RuntimeError: a &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; ``` ***"
+    assert f"Error: {escaped}" in text.splitlines()
+    assert blocks[2]["text"]["text"] == "*Error*\n```" + escaped.replace("`", "\u02cb") + "```"
+    assert "s3cr3t" not in json.dumps(blocks) and "<!" not in json.dumps(blocks)
+
+
+def test_a_long_error_is_cut_with_an_ellipsis() -> None:
+    text = SlackNotifier().build_message(sdk_context(exception=ValueError("x" * 400)))[0]
+    error = next(line for line in text.splitlines() if line.startswith("Error: "))
+    assert error == "Error: ValueError: " + "x" * (300 - len("ValueError: ") - 1) + "…"
+    text = SlackNotifier().build_message(sdk_context(exception=ValueError()))[0]
+    assert "Error: ValueError" in text.splitlines()
+
+
+def test_log_link_follows_airflow_base_url_when_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow-apiserver:8080/")
+    notifier = SlackNotifier(airflow_base_url="https://airflow.example.org/")
+    text, blocks = notifier.build_message(sdk_context())
+    assert f"Log: https://airflow.example.org{LOG_PATH}" in text.splitlines()
+    assert blocks[-1]["elements"][0]["url"] == f"https://airflow.example.org{LOG_PATH}"
