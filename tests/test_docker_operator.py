@@ -15,7 +15,7 @@ import pytest
 from airflow_dts_provider._onepassword import InvalidReferenceError
 from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook
-from airflow_dts_provider.operators.docker import SecretDockerOperator, is_transient
+from airflow_dts_provider.operators.docker import SecretDockerOperator, describe, is_transient, scrub
 from airflow_dts_provider.operators.exceptions import DockerEngineUnreachableError, ImagePullError
 from tests.conftest import CANARY, TOKEN, AirflowStack, digests_in_log
 
@@ -89,6 +89,83 @@ def test_no_engine_fails_with_what_to_start(tmp_path: Path) -> None:
         op.execute({})
     assert f"No Docker engine answers at {nowhere}" in str(err.value)
     assert "scripts/dev starts Podman's Docker API" in str(err.value)
+
+
+def test_no_engine_still_drops_the_resolved_values(tmp_path: Path, onepassword_conn: None) -> None:
+    """Secrets are resolved first; whatever fails after, the operator keeps none of them."""
+    op = SecretDockerOperator(task_id="t", image=IMAGE, docker_url=f"unix://{tmp_path}/docker.sock",
+                              mount_tmp_dir=False, secrets=SECRETS, private_environment={"PLAIN": "kept"})  # fmt: skip
+    with pytest.raises(DockerEngineUnreachableError):
+        op.execute({})
+    assert op._private_environment == {"PLAIN": "kept"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "auto_remove"),
+    [({"secrets": SECRETS}, "force"), ({}, "never"), ({"secrets": SECRETS, "auto_remove": "never"}, "never")],
+)
+def test_containers_with_secrets_are_removed_by_default(kwargs: dict, auto_remove: str) -> None:
+    assert SecretDockerOperator(task_id="t", image=IMAGE, **kwargs).auto_remove == auto_remove
+
+
+@pytest.mark.parametrize(
+    ("auto_remove", "warning"),
+    [
+        ("force", None),
+        ("never", "auto_remove='never': the container is kept and holds the secrets APP_ID, TOKEN in its environment"),
+        ("success", "auto_remove='success': a container stopped by a kill is kept and holds the secrets APP_ID, TOKEN"),
+    ],
+)
+def test_resolving_logs_names_never_values(
+    onepassword_conn: None, capfd: pytest.CaptureFixture, auto_remove: str, warning: str | None
+) -> None:
+    op = SecretDockerOperator(task_id="t", image=IMAGE, secrets=SECRETS, auto_remove=auto_remove)
+    assert op._resolve_secrets() == {"APP_ID": "docker-knack-prod-app", "TOKEN": "docker-socrata-token"}
+    logged = capfd.readouterr().out
+    assert "Resolving 2 secret(s) from 1Password for: APP_ID, TOKEN" in logged
+    warnings = [line for line in logged.splitlines() if "warning" in line.lower()]
+    if warning is None:
+        assert warnings == []
+    else:
+        (line,) = warnings
+        assert warning in line and "docker inspect shows them" in line
+    assert "docker-socrata-token" not in logged and "docker-knack-prod-app" not in logged
+
+
+def test_no_secrets_no_1password(devvault: DevVaultServer, capfd: pytest.CaptureFixture) -> None:
+    assert SecretDockerOperator(task_id="t", image=IMAGE)._resolve_secrets() == {}
+    assert devvault.request_count == 0 and "Resolving" not in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("result", "scrubbed"),
+    [
+        ("token=docker-socrata-token", "token=***"),
+        (b"token=docker-socrata-token", "token=***"),  # the engine's raw bytes, decoded
+        (["a docker-socrata-token", "line two", "first-line"], ["a ***", "line two", "***"]),
+        ("id=abc", "id=abc"),  # below Airflow's 5-character masking threshold: left, as logs leave it
+        (None, None),
+        (3, 3),
+    ],
+)
+def test_what_becomes_xcom_has_every_value_scrubbed(result: object, scrubbed: object) -> None:
+    values = ["docker-socrata-token", "first-line\nsecond-line", "", "abc"]
+    assert scrub(result, values) == scrubbed
+
+
+def test_no_values_leave_the_result_untouched() -> None:
+    assert scrub(b"raw bytes", []) == b"raw bytes"
+    assert scrub(b"raw bytes", [""]) == b"raw bytes"
+
+
+def test_registry_errors_are_described_by_the_engines_explanation() -> None:
+    from docker.errors import APIError
+
+    assert describe(APIError("500 Server Error", explanation="manifest unknown")) == "manifest unknown"
+    assert describe(APIError("500 Server Error")) == "500 Server Error"
+    assert describe(RuntimeError("plain")) == "plain"
+    assert is_transient(APIError("500", explanation="dial tcp: connection refused")) is True
+    assert is_transient(APIError("500", explanation="connection refused; then 401 unauthorized")) is False
 
 
 # -- execute against the engine: secrets, XCom scrubbing, pull fallback ---------------------
