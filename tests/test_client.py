@@ -488,3 +488,68 @@ def test_forked_child_keeps_the_cache_but_not_the_threads(make_client: MakeClien
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
     assert devvault.stats()["by_kind"] == {"item": 2}, "the child reused the cached index and Knack"
+
+
+# -- what a DAG author reads when a name is wrong: whole messages, and the attributes to catch by ------------
+# Every message names the vault, item, section and field as asked for (cut when huge), lists what is
+# there and suggests the closest names; none carries a value.
+
+
+def test_vault_not_found_suggests_close_names() -> None:
+    err = VaultNotFoundError("Docker Vualt", ["Docker Vault", "Airflow Vault", "Team Vault"])
+    assert str(err) == (
+        "1Password vault 'Docker Vualt' not found or not shared with this Connect token. Did you mean: 'Docker Vault'?"
+    )
+    assert err.vault == "Docker Vualt" and isinstance(err, OnePasswordError)
+    assert str(VaultNotFoundError("Nothing Like It", ["Docker Vault"])).endswith("Connect token.")
+
+
+def test_item_not_found_suggests_at_most_three_names() -> None:
+    err = ItemNotFoundError("Docker Vault", "Knack", ["Knack1", "Knack2", "Knack3", "Knack4", "Socrata"])
+    assert str(err) == (  # in difflib's order: closest first, ties last-first
+        "1Password item 'Knack' not found in vault 'Docker Vault'. Did you mean: 'Knack4', 'Knack3', 'Knack2'?"
+    )
+    assert (err.vault, err.item) == ("Docker Vault", "Knack")
+
+
+def test_a_name_inside_longer_titles_is_suggested_when_nothing_is_close() -> None:
+    titles = ["atd-knack-services prod", "atd-knack-services test", "knack/atd/a", "knack/atd/b", "Socrata"]
+    err = ItemNotFoundError("Docker Vault", "KNACK", titles)
+    assert str(err).endswith("Did you mean: 'atd-knack-services prod', 'atd-knack-services test', 'knack/atd/a'?")
+
+
+def test_ambiguous_item_lists_the_ids() -> None:
+    err = AmbiguousItemError("Airflow Vault", "twice", ["id1", "id2"])
+    assert str(err) == (
+        "2 items in vault 'Airflow Vault' are titled 'twice' (ids: id1, id2); rename one or address the item by id."
+    )
+    assert (err.vault, err.item, err.item_ids) == ("Airflow Vault", "twice", ["id1", "id2"])
+
+
+def test_field_not_found_message_and_attributes() -> None:
+    err = FieldNotFoundError("Docker Vault", "Knack", "apiKey", {"": ["username"], "prod": ["appId", "apiKey2"],
+                             "empty": []}, hint=" Did you mean: 'apiKey2'?")  # fmt: skip
+    assert str(err) == (
+        "Field 'apiKey' not found in 1Password item 'Knack' (vault 'Docker Vault'). Fields by section: "
+        "(no section): username; prod: appId, apiKey2; empty: -. Did you mean: 'apiKey2'?"
+    )
+    assert (err.vault, err.item, err.field) == ("Docker Vault", "Knack", "apiKey")
+    assert err.labels_by_section == {"": ["username"], "prod": ["appId", "apiKey2"], "empty": []}
+    assert str(FieldNotFoundError("V", "I", "f", {})) == (
+        "Field 'f' not found in 1Password item 'I' (vault 'V'). Fields by section: the item has no fields."
+    )
+
+
+def test_ambiguous_field_names_the_sections() -> None:
+    err = AmbiguousFieldError("Docker Vault", "Knack", "appId", ["prod", "", "test"])
+    assert str(err) == (
+        "Field 'appId' of 1Password item 'Knack' (vault 'Docker Vault') exists in several sections "
+        "(prod, (no section), test); say which one, e.g. 'section.field' or '.field' for the one without a section."
+    )
+    assert (err.vault, err.item, err.field, err.sections) == ("Docker Vault", "Knack", "appId", ["prod", "", "test"])
+
+
+@pytest.mark.parametrize("make", [lambda n: VaultNotFoundError(n), lambda n: ItemNotFoundError("V", n)])
+def test_huge_names_are_cut(make: object) -> None:
+    message = str(make("x" * 10_000))  # type: ignore[operator]
+    assert len(message) < 300 and "x" * 117 + "..." in message
