@@ -553,3 +553,72 @@ def test_ambiguous_field_names_the_sections() -> None:
 def test_huge_names_are_cut(make: object) -> None:
     message = str(make("x" * 10_000))  # type: ignore[operator]
     assert len(message) < 300 and "x" * 117 + "..." in message
+
+
+# -- one-time passwords: RFC 6238's own test vectors (Appendix B) ---------------------------------------------
+
+RFC6238_SEEDS = {
+    "SHA1": b"12345678901234567890",
+    "SHA256": b"12345678901234567890123456789012",
+    "SHA512": b"1234567890123456789012345678901234567890123456789012345678901234",
+}
+RFC6238_CODES = {  # time: (SHA1, SHA256, SHA512), 8 digits, 30 s period
+    59: ("94287082", "46119246", "90693936"),
+    1111111109: ("07081804", "68084774", "25091201"),
+    1234567890: ("89005924", "91819424", "93441116"),
+    20000000000: ("65353130", "77737706", "47863826"),
+}
+
+
+@pytest.mark.parametrize("at", sorted(RFC6238_CODES))
+@pytest.mark.parametrize("index", range(3))
+def test_totp_matches_rfc_6238(at: int, index: int) -> None:
+    import base64
+
+    algorithm = list(RFC6238_SEEDS)[index]
+    secret = base64.b32encode(RFC6238_SEEDS[algorithm]).decode()
+    uri = f"otpauth://totp/dts?secret={secret}&digits=8&algorithm={algorithm}"
+    assert totp_now(uri, at=at) == RFC6238_CODES[at][index]
+
+
+def test_totp_defaults_period_and_how_1password_writes_secrets() -> None:
+    """A bare secret: 6 digits, 30 s, SHA1; 1Password shows secrets in lower-case groups of four, unpadded."""
+    import base64
+
+    seed = b"0123456789abcdef"  # 26 base32 characters once the padding is dropped
+    secret = base64.b32encode(seed).decode().rstrip("=")
+    grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)).lower()
+    code = totp_now(grouped, at=1234567890)
+    assert len(code) == 6 and code == totp_now(f"otpauth://totp/x?secret={secret}&digits=6&period=30", at=1234567890)
+    assert totp_now(f"otpauth://totp/x?secret={secret}", at=59) == totp_now(secret, at=30)  # same 30 s window
+    assert totp_now(f"otpauth://totp/x?secret={secret}&period=60", at=59) == totp_now(secret, at=0)
+    assert totp_now(f"otpauth://totp/x?secret={secret}&period=60", at=60) == totp_now(secret, at=30)  # counter 1
+    assert totp_now(f"otpauth://totp/x?secret={secret}&period=60", at=59) != totp_now(secret, at=59)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("otpauth://totp/x?digits=8", "one-time password field holds no usable TOTP secret"),
+        ("otpauth://totp/x?secret=GEZDGNBV&algorithm=MD5", "one-time password field holds no usable TOTP secret"),
+        ("not base32 at all!", "one-time password field holds no valid base32 secret"),
+    ],
+)
+def test_unusable_totp_secrets_are_clear_errors(value: str, message: str) -> None:
+    with pytest.raises(OnePasswordError) as err:
+        totp_now(value, at=59)
+    assert str(err.value) == message
+
+
+def test_secret_values_are_concealed_one_time_or_password_fields() -> None:
+    from airflow_dts_provider._onepassword.models import Item, ItemField
+
+    def field(label: str, type_: str, purpose: str = "", value: str | None = "v") -> ItemField:
+        return ItemField(id=label, label=label, type=type_, purpose=purpose, section_id=None, section_label=None,
+                         value=value if value != "v" else f"{label}-value")  # fmt: skip
+
+    fields = (field("concealed", "CONCEALED"), field("totp", "TOTP"), field("otp", "OTP"),
+              field("password", "STRING", "PASSWORD"), field("username", "STRING", "USERNAME"),
+              field("url", "URL"), field("empty", "CONCEALED", value=""))  # fmt: skip
+    item = Item(id="i", title="t", vault_id="v", category="LOGIN", version=1, sections=(), fields=fields)
+    assert item.secret_values() == ["concealed-value", "totp-value", "otp-value", "password-value"]
