@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from airflow_dts_provider._onepassword import (
     AmbiguousFieldError,
     AmbiguousItemError,
+    ConnectSettings,
     FieldNotFoundError,
     InvalidReferenceError,
     ItemNotFoundError,
@@ -22,9 +25,15 @@ from airflow_dts_provider._onepassword import (
     OnePasswordUnavailableError,
     VaultNotFoundError,
 )
+from airflow_dts_provider._onepassword.client import (
+    _describe_transport_error,
+    _error_message,
+    _json_kind,
+    _retry_after,
+)
 from airflow_dts_provider._onepassword.models import totp_now
 from airflow_dts_provider.devvault import DevVaultServer, VaultData
-from tests.conftest import CANARY, item_ids, vault_id
+from tests.conftest import CANARY, free_port, item_ids, vault_id
 
 MakeClient = Callable[..., OnePasswordClient]
 
@@ -622,3 +631,73 @@ def test_secret_values_are_concealed_one_time_or_password_fields() -> None:
               field("url", "URL"), field("empty", "CONCEALED", value=""))  # fmt: skip
     item = Item(id="i", title="t", vault_id="v", category="LOGIN", version=1, sections=(), fields=fields)
     assert item.secret_values() == ["concealed-value", "totp-value", "otp-value", "password-value"]
+
+
+# -- what Connect's answers turn into: messages that help and never quote a credential ----------------------
+
+
+def response(status: int = 500, body: bytes = b"", **headers: str) -> httpx.Response:
+    return httpx.Response(status, content=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (response(body=b'{"status": 500, "message": "vault is locked"}'), "vault is locked"),
+        (response(body=json.dumps({"message": "m" * 300}).encode()), "m" * 200),
+        (response(body=b'{"status": 500}'), "no message"),
+        (response(body=b'["message"]'), "no message"),
+        (response(body=b"<html>secret page</html>", **{"content-type": "text/html"}), "non-JSON text/html"),
+        (response(body=b"plain"), "non-JSON body"),
+    ],
+)
+def test_error_message_is_connects_message_never_the_raw_body(answer: httpx.Response, message: str) -> None:
+    assert _error_message(answer) == message
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("3", 3.0), ("0.5", 0.5), ("-5", 0.0), ("soon", None), (None, None)])
+def test_retry_after_header(header: str | None, seconds: float | None) -> None:
+    assert _retry_after(response(429, **({"retry-after": header} if header is not None else {}))) == seconds
+
+
+def test_transport_errors_lose_anything_like_a_credential() -> None:
+    settings = ConnectSettings(host="http://connect:8080", token="tok-123-secret", vault="V")
+    quoted = httpx.ConnectError(
+        "sent Authorization: Bearer abc.def to http://user:pw@connect:8080/v1 with tok-123-secret; Basic dXNlcjpwdw=="
+    )
+    assert _describe_transport_error(quoted, settings) == (
+        "sent Authorization: Bearer *** to http://connect:8080/v1 with ***; Basic ***"
+    )
+    assert _describe_transport_error(httpx.ConnectError(""), settings) == "ConnectError"
+    assert _describe_transport_error(httpx.ConnectError("x" * 500), settings) == "x" * 160
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [({}, "an object"), ([], "a list"), ("", "a string"), (None, "null"), (3, "int")]
+)
+def test_json_kinds_in_shape_errors(value: object, kind: str) -> None:
+    assert _json_kind(value) == kind
+
+
+def test_heartbeat_is_counted_and_named_as_such(make_client: MakeClient) -> None:
+    client = make_client()
+    client.heartbeat()
+    assert client.stats.by_kind == {"heartbeat": 1}
+    down = make_client(host=f"http://127.0.0.1:{free_port()}", max_retries=0)
+    with pytest.raises(OnePasswordUnavailableError, match="for the heartbeat"):
+        down.heartbeat()
+
+
+def test_check_vault_needs_a_vault(make_client: MakeClient) -> None:
+    with pytest.raises(OnePasswordConfigError) as err:
+        make_client(vault=None).check_vault()
+    assert str(err.value) == "no vault given and no default vault configured"
+    client = make_client()
+    assert client.check_vault("Other Vault") != client.check_vault()
+    assert client.stats.by_kind == {"vault list": 1, "item list": 2}
+
+
+def test_get_field_in_another_vault(make_client: MakeClient) -> None:
+    client = make_client()  # default vault: Team Vault
+    assert client.get_field("Knack", "prod.appId", vault="Other Vault") == "other-vault-knack-prod-app"
+    assert client.get_field("Knack", "prod.appId") == "knack-prod-app"
