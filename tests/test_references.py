@@ -82,6 +82,20 @@ def test_bad_team_entry(entry: dict[str, Any], message: str) -> None:
         parse_team_entry(entry)
 
 
+@pytest.mark.parametrize(
+    ("reference", "shown"),
+    [
+        (SecretReference("Item", "field", "Vault"), "op://Vault/Item/field"),
+        (SecretReference("Item", "field", "Vault", "prod", "otp"), "op://Vault/Item/prod/field?attribute=otp"),
+        (SecretReference("Item", "notes", None, ""), "op://<default vault>/Item/<no section>/notes"),
+        (parse_team_entry({"opitem": "Knack", "opfield": "prod.appId"}), "op://<default vault>/Knack/prod/appId"),
+    ],
+)
+def test_a_reference_is_shown_as_an_op_path(reference: SecretReference, shown: str) -> None:
+    """How warnings and errors name a secret: never its value, always where it lives."""
+    assert str(reference) == shown
+
+
 def test_mapping_errors_name_the_secret() -> None:
     with pytest.raises(InvalidReferenceError, match=r"^KNACK_APP_ID: unknown key"):
         parse_secret_mapping({"OK": "op://v/i/f", "KNACK_APP_ID": {"opitem": "Knack", "opfeild": "prod.appId"}})
