@@ -397,3 +397,63 @@ def test_log_link_follows_airflow_base_url_when_given(monkeypatch: pytest.Monkey
     text, blocks = notifier.build_message(sdk_context())
     assert f"Log: https://airflow.example.org{LOG_PATH}" in text.splitlines()
     assert blocks[-1]["elements"][0]["url"] == f"https://airflow.example.org{LOG_PATH}"
+
+
+def test_ids_and_dates_from_the_context_when_there_is_no_run() -> None:
+    """Callbacks may get a context without a DagRun (or with dates as text): the message still says what ran."""
+    context = sdk_context()
+    context |= {"dag_run": None, "run_id": "manual__2026", "logical_date": "2026-11-27T18:30:00+00:00"}
+    lines = SlackNotifier().build_message(context)[0].splitlines()
+    assert lines[:5] == [
+        ":red_circle: Task failed: etl_daily.load", "DAG: etl_daily", "Task: load", "Run: manual__2026",
+        "Logical date: 2026-11-27 12:30:00 CST",
+    ]  # fmt: skip
+    assert SlackNotifier().build_message({})[0].splitlines()[:2] == [":red_circle: Task failed: ?", "DAG: ?"]
+    assert "Run: ?" in SlackNotifier().build_message({})[0].splitlines()
+
+
+def test_the_contexts_logical_date_wins_and_tries_without_a_known_total() -> None:
+    context = sdk_context()
+    context["logical_date"] = context["dag_run"].logical_date.add(hours=1)  # type: ignore[attr-defined]
+    ti: Any = context["ti"]
+    ti.task = None  # a task instance whose operator is not at hand: its retries are unknown
+    lines = SlackNotifier().build_message(context)[0].splitlines()
+    assert "Logical date: 2026-11-27 07:00:00 CST" in lines and "Try: 2" in lines
+
+
+def scheduler_side_dag() -> Any:
+    """What `airflow dags test` hands DAG-level callbacks: the serialized DAG (no template environment)."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return DagSerialization.from_dict(DagSerialization.to_dict(sdk_context()["dag"]))
+
+
+def test_a_scheduler_side_dag_gives_its_timetables_own_words() -> None:
+    lines = SlackNotifier().build_message({"dag": scheduler_side_dag(), "run_id": "r"})[0].splitlines()
+    assert "Schedule: At 06:00" in lines
+
+
+def test_a_dag_without_a_template_environment_still_renders_the_channel(
+    api_conn: None, slack_standin: SlackStandIn
+) -> None:
+    dag = scheduler_side_dag()
+    assert not hasattr(dag, "get_template_env")
+    SlackNotifier(channel="#alerts-{{ run_id }}")({"dag": dag, "run_id": "manual__9", "reason": "task_failure"})
+    (message,) = slack_standin.messages
+    assert message["body"]["channel"] == "#alerts-manual__9"
+
+
+def test_api_and_webhook_sends_are_logged_and_carry_the_blocks(
+    api_conn: None, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", json.dumps(
+        {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T1/B1/X1"}
+    ))  # fmt: skip
+    SlackNotifier(kind="critical", mentions=[])(sdk_context())
+    SlackNotifier(kind="success", slack_conn_id="alerts_hook")(sdk_context())
+    api, webhook = slack_standin.messages
+    assert (api["path"], webhook["path"]) == ("/api/chat.postMessage", "/webhook/T1/B1/X1")
+    assert webhook["body"]["blocks"] == SlackNotifier(kind="success").build_message(sdk_context())[1]
+    logged = capfd.readouterr().out
+    assert "Slack critical alert sent to #airflow" in logged
+    assert "Slack success alert sent through webhook connection 'alerts_hook'" in logged
