@@ -234,6 +234,8 @@ def metadata() -> Iterator[Session]:
         "gamma_misc": (False, None, "data", ["misc"], False),
         "delta_bare": (False, "@daily", None, ["repo:"], False),
         "old_removed": (False, "@daily", "data", ["repo:atd-gone"], True),
+        "eps_short": (False, None, "data", ["repo:x"], False),  # the shortest repository name
+        "zeta_untagged": (False, None, "data", [], False),
     }
     with Session(engine) as session:
         session.add(DagBundleModel(name="dags-folder"))
@@ -275,9 +277,10 @@ def test_grouping_by_repo_tag_on_airflows_tables(metadata: Session) -> None:
         "repositories": [
             {"name": "atd-knack", "url": "https://git.example/atd-knack", "dags": [ALPHA, BETA]},
             {"name": "atd-vz data", "url": "https://git.example/atd-vz%20data", "dags": [BETA]},
+            {"name": "x", "url": "https://git.example/x", "dags": [entry("eps_short")]},
         ],
-        "dags_without_repo": [DELTA, GAMMA],
-        "dag_count": 4,
+        "dags_without_repo": [DELTA, GAMMA, entry("zeta_untagged")],
+        "dag_count": 6,
     }
 
 
@@ -357,7 +360,8 @@ def test_the_plugin_builds_its_app_on_the_first_request_only() -> None:
     lazy = type(mounted["app"])()
     client = TestClient(lazy)  # not as a context manager: a mounted app gets no lifespan events either
     assert lazy._app is None
-    assert client.get("/openapi.json").json()["info"]["title"] == "DAG Repositories"
+    info = client.get("/openapi.json").json()["info"]
+    assert info["title"] == "DAG Repositories" and info["description"] == "DAGs grouped by their repo: tag (read-only)"
     built = lazy._app
     assert built is not None
     assert client.get("/openapi.json").status_code == 200
