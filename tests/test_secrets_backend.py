@@ -170,8 +170,19 @@ def test_a_value_without_an_obvious_field_warns_naming_item_and_key(
 
 def test_duplicate_titles_warn_and_return_none(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    assert make_backend().get_variable("twice") is None
-    assert "2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice'" in caplog.text
+    backend = make_backend()
+    assert backend.get_variable("twice") is None
+    assert (
+        "1Password variable 'twice' not used: 2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice'"
+        in (caplog.text)
+    )
+    requests = devvault_requests(backend)
+    assert backend.get_variable("twice") is None
+    assert devvault_requests(backend) == requests, "an ambiguous title is remembered like a missing one"
+
+
+def devvault_requests(backend: OnePasswordBackend) -> int:
+    return backend.client.stats.requests
 
 
 def test_config(make_backend: MakeBackend) -> None:
@@ -279,7 +290,7 @@ def unused_port() -> int:
 def test_unreachable_connect_warns_once_and_returns_none(
     make_backend: MakeBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.DEBUG)
     backend = make_backend(connect_host=f"http://127.0.0.1:{unused_port()}", max_retries=1, outage_backoff=30)
     started = time.monotonic()
     for key in ("a", "b", "c"):
@@ -288,7 +299,11 @@ def test_unreachable_connect_warns_once_and_returns_none(
     assert time.monotonic() - started < 3, "later lookups in the outage window must not wait on Connect"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("1Password secrets backend cannot read variable 'a' (")
+    assert warnings[0].endswith("); lookups skip 1Password for 30s")
     assert "ConnectError" in warnings[0] and TOKEN not in warnings[0]
+    skipped = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert "1Password lookup of variable 'b' skipped: Connect failed recently" in skipped
 
 
 def test_outage_window_ends(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
@@ -304,6 +319,32 @@ def test_bad_token_warns_without_the_token(make_backend: MakeBackend, caplog: py
     backend = make_backend(connect_token="not-the-token")
     assert backend.get_variable("api_key") is None
     assert "HTTP 401" in caplog.text and "not-the-token" not in caplog.text
+
+
+def test_defaults_are_the_ones_readme_documents(make_backend: MakeBackend) -> None:
+    backend = OnePasswordBackend(connect_host="http://connect:8080", connect_token="t", vault="V")
+    settings = backend.settings
+    assert backend.prefixes == {"connection": "airflow/connections", "variable": "airflow/variables",
+                                "config": "airflow/config"}  # fmt: skip
+    assert (backend.sep, backend.miss_ttl, backend.outage_backoff, backend.delegate_in_dag_parsing) == (
+        "/",
+        60,
+        30,
+        True,
+    )
+    assert (settings.cache_ttl, settings.timeout, settings.total_timeout, settings.max_retries) == (300, 5, 15, 1)
+    tuned = make_backend(cache_ttl=7, timeout=2, total_timeout=9, max_retries=0).settings
+    assert (tuned.cache_ttl, tuned.timeout, tuned.total_timeout, tuned.max_retries) == (7, 2, 9, 0)
+
+
+def test_unknown_kwargs_list_what_is_accepted(make_backend: MakeBackend) -> None:
+    with pytest.raises(OnePasswordConfigError) as err:
+        make_backend(conections_prefix="x")
+    assert str(err.value).endswith(
+        "accepted: connect_host, connect_token, vault, connections_prefix, variables_prefix, config_prefix, "
+        "connections_lookup_pattern, variables_lookup_pattern, config_lookup_pattern, sep, cache_ttl, miss_ttl, "
+        "outage_backoff, timeout, total_timeout, max_retries, delegate_in_dag_parsing"
+    )
 
 
 @pytest.mark.parametrize(
@@ -388,7 +429,10 @@ def test_a_connections_whole_extra_is_registered_with_the_masker(
 
 
 def test_parsing_subprocesses_delegate_to_the_dag_processor(
-    make_backend: MakeBackend, devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch
+    make_backend: MakeBackend,
+    devvault: DevVaultServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """In a DAG-parse child (context 'client' + a socket channel to its supervisor) the backend steps aside."""
     from airflow.sdk.execution_time import comms, task_runner
@@ -397,7 +441,9 @@ def test_parsing_subprocesses_delegate_to_the_dag_processor(
     channel = comms.CommsDecoder.__new__(comms.CommsDecoder)
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel, raising=False)
     monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "client")
+    caplog.set_level(logging.DEBUG)
     assert make_backend().get_variable("api_key") is None
+    assert "variable 'api_key': left to the DAG processor's backend (shared cache)" in caplog.text
     assert devvault.request_count == 0
     assert make_backend(delegate_in_dag_parsing=False).get_variable("api_key") == "variable-api-key"
     monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")  # e.g. a task process forked by the scheduler
