@@ -132,6 +132,27 @@ def test_resolving_logs_names_never_values(
     assert "docker-socrata-token" not in logged and "docker-knack-prod-app" not in logged
 
 
+def test_the_operators_connection_and_vault_are_used(devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named onepassword connection, and a default vault for entries without opvault that overrides its own."""
+    conn = {"conn_type": "onepassword", "host": devvault.url, "password": TOKEN, "extra": {"vault": "Airflow Vault"}}
+    monkeypatch.setenv("AIRFLOW_CONN_OP_TEAM", json.dumps(conn))
+    monkeypatch.delenv("AIRFLOW_CONN_ONEPASSWORD_DEFAULT", raising=False)
+    op = SecretDockerOperator(task_id="t", image=IMAGE, secrets=SECRETS, onepassword_conn_id="op_team",
+                              onepassword_vault="Docker Vault")  # fmt: skip
+    assert op._resolve_secrets() == {"APP_ID": "docker-knack-prod-app", "TOKEN": "docker-socrata-token"}
+
+
+def test_secrets_that_are_not_a_mapping_or_a_name_say_so() -> None:
+    with pytest.raises(InvalidReferenceError) as err:
+        SecretDockerOperator(task_id="t", image=IMAGE, secrets=["TOKEN"])  # type: ignore[arg-type]
+    assert str(err.value) == "secrets must be a dict of ENV_NAME -> reference, got list"
+    with pytest.raises(InvalidReferenceError) as err:
+        SecretDockerOperator(task_id="t", image=IMAGE, secrets={"1TOKEN": "op://v/i/f"})
+    assert str(err.value) == (
+        "secrets key '1TOKEN' is not a valid environment variable name (letters, digits, _; not a digit first)"
+    )
+
+
 def test_no_secrets_no_1password(devvault: DevVaultServer, capfd: pytest.CaptureFixture) -> None:
     assert SecretDockerOperator(task_id="t", image=IMAGE)._resolve_secrets() == {}
     assert devvault.request_count == 0 and "Resolving" not in capfd.readouterr().out
@@ -143,6 +164,7 @@ def test_no_secrets_no_1password(devvault: DevVaultServer, capfd: pytest.Capture
         ("token=docker-socrata-token", "token=***"),
         (b"token=docker-socrata-token", "token=***"),  # the engine's raw bytes, decoded
         (["a docker-socrata-token", "line two", "first-line"], ["a ***", "line two", "***"]),
+        (b"\xff token=docker-socrata-token", "\ufffd token=***"),  # not UTF-8: decoded with replacement
         ("id=abc", "id=abc"),  # below Airflow's 5-character masking threshold: left, as logs leave it
         (None, None),
         (3, 3),
