@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -701,3 +702,71 @@ def test_get_field_in_another_vault(make_client: MakeClient) -> None:
     client = make_client()  # default vault: Team Vault
     assert client.get_field("Knack", "prod.appId", vault="Other Vault") == "other-vault-knack-prod-app"
     assert client.get_field("Knack", "prod.appId") == "knack-prod-app"
+
+
+# -- Connect's item JSON, and finding a field in it ---------------------------------------------------------
+
+
+def test_an_item_from_connects_json_keeps_every_part() -> None:
+    from airflow_dts_provider._onepassword.models import Item, ItemField
+
+    raw = {
+        "id": "item1", "title": "Knack", "vault": {"id": "vault1"}, "category": "LOGIN", "version": 3,
+        "sections": [{"id": "s1", "label": "prod"}, {"id": "s2"}, {"label": "no id"}],
+        "fields": [
+            {"id": "username", "label": "username", "type": "STRING", "purpose": "USERNAME", "value": "u",
+             "section": {"id": "s1"}},
+            {"id": "otp1", "label": "one-time", "type": "OTP", "value": "otpauth://totp/x?secret=GEZDGNBV",
+             "totp": "123456", "section": {"id": "s2"}},
+            {"id": "bare"},
+        ],
+    }  # fmt: skip
+    item = Item.from_json(raw)
+    assert (item.id, item.title, item.vault_id, item.category, item.version) == (
+        "item1", "Knack", "vault1", "LOGIN", 3,
+    )  # fmt: skip
+    assert item.sections == (("s1", "prod"), ("s2", None))
+    assert item.fields == (
+        ItemField("username", "username", "STRING", "USERNAME", "s1", "prod", value="u"),
+        ItemField("otp1", "one-time", "OTP", "", "s2", None, value="otpauth://totp/x?secret=GEZDGNBV", totp="123456"),
+        ItemField("bare", "", "STRING", "", None, None),
+    )
+    assert item.fields[1].totp == "123456" and item.fields[1].attribute("otp") == "123456"
+    empty = Item.from_json({"id": "x"})
+    assert (empty.title, empty.vault_id, empty.category, empty.version, empty.sections, empty.fields) == (
+        "", "", "", 0, (), (),
+    )  # fmt: skip
+
+
+def item_with(*fields: tuple[str, str, str | None]) -> Any:
+    """An item of (id, label, section label) fields."""
+    from airflow_dts_provider._onepassword.models import Item, ItemField
+
+    made = tuple(
+        ItemField(i, label, "STRING", "", section, section, value=f"{i}-value") for i, label, section in fields
+    )
+    return Item(id="i", title="Item", vault_id="v", category="LOGIN", version=1, sections=(), fields=made)
+
+
+def test_find_field_prefers_exact_matches_then_the_field_whose_id_is_asked() -> None:
+    item = item_with(("f1", "Token", None), ("f2", "token", None), ("token", "Other", "prod"), ("f4", "api.key", None))
+    assert item.find_field("Token", None, "V").id == "f1"  # exact before case-folded
+    assert item.find_field("token", None, "V").id == "token"  # two exact matches: the one whose id it is
+    assert item.find_field("other", "PROD", "V").id == "token"  # section and label case-folded when nothing exact
+    with pytest.raises(AmbiguousFieldError) as err:
+        item.find_field("TOKEN", "", "V")
+    assert (err.value.vault, err.value.item, err.value.field, err.value.sections) == ("V", "Item", "TOKEN", ["", ""])
+
+
+def test_find_field_not_found_names_what_was_asked_with_a_dot_hint() -> None:
+    item = item_with(("f4", "api.key", None), ("f5", "key", "web"))
+    with pytest.raises(FieldNotFoundError) as err:
+        item.find_field("key", "api", "Team Vault")
+    assert (err.value.vault, err.value.item, err.value.field) == ("Team Vault", "Item", "api.key")
+    assert str(err.value).endswith(
+        "Fields by section: (no section): api.key; web: key. A field is labelled 'api.key' itself: 'opfield' reads "
+        "the first dot as section.field, so address it as op://Team Vault/Item/api.key or move it into a section."
+    )
+    with pytest.raises(FieldNotFoundError) as err:
+        item.find_field("nothing", None, "Team Vault")
+    assert err.value.field == "nothing" and str(err.value).endswith("web: key.")
