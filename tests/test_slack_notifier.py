@@ -168,12 +168,15 @@ def test_slack_errors_are_logged_not_raised(
     assert cause in capfd.readouterr().out
 
 
-def test_short_rate_limit_is_retried_once(api_conn: None, slack_standin: SlackStandIn) -> None:
-    slack_standin.plan.append(("rate_limit", 1))
-    SlackNotifier(kind="failure")(dict(CONTEXT))
+@pytest.mark.parametrize(("retry_after", "limit"), [(2, 5.0), (1, 1.0)])  # the limit itself is still waited for
+def test_short_rate_limit_is_retried_once(
+    api_conn: None, slack_standin: SlackStandIn, retry_after: int, limit: float
+) -> None:
+    slack_standin.plan.append(("rate_limit", retry_after))
+    SlackNotifier(kind="failure", max_retry_after=limit)(dict(CONTEXT))
     first, second = slack_standin.messages  # the 429, then the retry
-    assert (first["fault"], second["fault"]) == (("rate_limit", 1), None)
-    assert second["at"] - first["at"] >= 1.0, "the retry waited the Retry-After the 429 asked for"
+    assert (first["fault"], second["fault"]) == (("rate_limit", retry_after), None)
+    assert second["at"] - first["at"] >= retry_after, "the retry waited the Retry-After the 429 asked for"
 
 
 def test_slow_slack_times_out(api_conn: None, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture) -> None:
@@ -245,7 +248,7 @@ def test_bad_arguments_fail_at_dag_parse() -> None:
 @pytest.mark.parametrize(
     ("environment", "setting", "sent"),
     [("production", None, True), ("staging", None, False), ("staging", "production, staging", True),
-     ("anything", "*", True)],
+     ("production", "production,staging", True), ("anything", "*", True)],
 )  # fmt: skip
 def test_drop_ins_post_through_the_teams_http_webhook_connection(
     slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch, environment: str, setting: str | None, sent: bool
@@ -457,3 +460,42 @@ def test_api_and_webhook_sends_are_logged_and_carry_the_blocks(
     logged = capfd.readouterr().out
     assert "Slack critical alert sent to #airflow" in logged
     assert "Slack success alert sent through webhook connection 'alerts_hook'" in logged
+
+
+@pytest.mark.parametrize(
+    ("drop_in", "header"),
+    [
+        ("task_fail_slack_alert", ":red_circle: Task failed: etl_daily.load"),
+        ("task_fail_slack_alert_critical", "<!channel> :rotating_light: CRITICAL task failure: etl_daily.load"),
+        ("task_success_slack_alert", ":large_green_circle: Task succeeded: etl_daily.load"),
+    ],
+)
+def test_each_drop_in_sends_its_kind_where_the_setting_allows(
+    api_conn: None, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch, drop_in: str, header: str
+) -> None:
+    import airflow_dts_provider.notifications.slack as slack
+
+    monkeypatch.setenv("AIRFLOW__DTS__SLACK_ALERT_ENVIRONMENTS", "production")
+    monkeypatch.setenv("ENVIRONMENT", "staging")
+    getattr(slack, drop_in)(sdk_context())
+    assert slack_standin.messages == []
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    getattr(slack, drop_in)(sdk_context())
+    (message,) = slack_standin.messages
+    assert message["body"]["text"].splitlines()[0] == header
+
+
+def test_schedule_words_use_the_24_hour_clock_and_the_dags_timezone() -> None:
+    import pendulum
+    from airflow.sdk import DAG
+
+    dag = DAG("evening", schedule="30 18 * * 1-5", start_date=pendulum.datetime(2026, 1, 1, tz="America/Chicago"))
+    lines = SlackNotifier().build_message({"dag": dag, "run_id": "r"})[0].splitlines()
+    assert "Schedule: At 18:30, Monday through Friday (30 18 * * 1-5, America/Chicago)" in lines
+
+
+def test_no_schedule_line_for_a_dag_that_says_nothing_about_its_schedule() -> None:
+    from types import SimpleNamespace
+
+    lines = SlackNotifier().build_message({"dag": SimpleNamespace(dag_id="odd"), "run_id": "r"})[0].splitlines()
+    assert not any(line.startswith("Schedule:") for line in lines)
