@@ -150,3 +150,31 @@ def test_fuzz_parse_secret_mapping(value: Any) -> None:
     except InvalidReferenceError:
         return
     assert all(isinstance(r, SecretReference) and r.field.strip() for r in parsed.values())
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "message"),
+    [
+        (parse_reference, 42, "expected an op:// string, got int"),
+        (parse_team_entry, 42, "expected a dict with 'opitem' and 'opfield' or an op:// string, got int"),
+        (parse_secret_mapping, ["op://v/i/f"], "secrets must be a dict of name -> reference, got list"),
+        (parse_secret_mapping, {"": "op://v/i/f"}, "secret names must be non-empty strings, got ''"),
+        (parse_team_entry, {"opitem": "i", "opfield": "f", "opvault": ""},
+         "'opvault' must be a non-empty vault name or id when given"),
+        (parse_team_entry, {"opitem": "i", "opfield": "f", "x": 1, "y": 2},
+         "unknown key(s) 'x', 'y'; allowed keys are 'opitem', 'opfield' and optional 'opvault'"),
+        (parse_reference, "op://v/i/f?attribute=", "'op://v/i/f?attribute=': unsupported attribute ''; supported: "),
+        (parse_reference, "op://v/i/f?x=1&y=2", "'op://v/i/f?x=1&y=2': only the query '?attribute=<"),
+        (parse_reference, "vault/item/field", "'vault/item/field' is not a 1Password reference: expected "
+         "op://vault/item/[section/]field"),
+    ],
+)  # fmt: skip
+def test_wrong_shapes_are_named_in_the_message(parse: Any, value: Any, message: str) -> None:
+    with pytest.raises(InvalidReferenceError) as err:
+        parse(value)
+    assert message in str(err.value)
+
+
+def test_a_default_vault_keeps_the_rest_of_the_reference() -> None:
+    reference = parse_reference("op://v/i/s/f?attribute=otp")
+    assert reference.with_vault("Other") == SecretReference("i", "f", "Other", "s", "otp")
