@@ -49,9 +49,11 @@ TEST_FERNET_KEY = "x8jrBRsdZ0h2N9qXzyQXN2zCwdlxS_QFkpn7U2a1uXM="
 REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
 
 
-#: Fixtures that start Airflow, a container engine, a database or a server stack: tests using them are
-#: marked ``slow`` (``scripts/test --quick`` leaves them out; CI runs everything).
-SLOW_FIXTURES = frozenset({"airflow_stack", "docker_url", "postgres", "cli_env"})
+#: Fixtures that start Airflow, a database or a server stack: tests using them are marked ``slow``
+#: (``scripts/test --quick`` leaves them out; CI runs everything). The Podman engine (``docker_url``) is
+#: not among them: it starts in seconds and a container run costs about one, so SecretDockerOperator's
+#: ``execute`` against it is part of the quick tests and of the mutation run.
+SLOW_FIXTURES = frozenset({"airflow_stack", "postgres", "cli_env"})
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

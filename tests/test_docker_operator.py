@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,7 +219,13 @@ def test_container_failure_still_drops_values(docker_url: str, onepassword_conn:
 
 
 class FakeRegistry(http.server.ThreadingHTTPServer):
-    """Answers every registry request with one status (a local stand-in: no registry is reachable here)."""
+    """Answers every registry request with one status (a local stand-in: no registry is reachable here).
+
+    The ports are fixed (Podman's registries.conf marks them plain HTTP); ``SO_REUSEPORT`` lets two test
+    processes (``scripts/mutate`` runs two) serve the same port, each giving the same answer.
+    """
+
+    allow_reuse_port = True
 
     def __init__(self, port: int, status: int):
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -250,11 +257,15 @@ def registries() -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def local_copy(docker_url: str) -> Iterator[callable]:  # type: ignore[valid-type]
-    """Tag the local busybox image under a registry name, as if it had been pulled before."""
+    """Tag the local busybox image under a registry name, as if it had been pulled before.
+
+    The name is made unique so that test processes running side by side never remove each other's tag.
+    """
     client = docker.APIClient(base_url=docker_url)
     tagged: list[str] = []
 
     def tag(repository: str) -> str:
+        repository = f"{repository}-{uuid.uuid4().hex[:8]}"
         client.tag(IMAGE, repository, "latest")
         tagged.append(f"{repository}:latest")
         return f"{repository}:latest"
