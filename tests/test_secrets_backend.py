@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -85,7 +86,8 @@ def test_connection_from_json_field(make_backend: MakeBackend) -> None:
 def test_connection_extra_section(make_backend: MakeBackend) -> None:
     conn = make_backend().get_connection("data_dir")
     assert conn is not None
-    assert conn.conn_type == "fs" and conn.extra_dejson == {"path": "/srv/dts-data"}
+    assert conn.conn_type == "fs" and conn.extra_dejson == {"path": "/srv/dts-data", "host": "nfs.example.internal"}
+    assert conn.host is None, "a field of the extra section is an extra, even when its label is a connection attribute"
 
 
 def conn_json(backend: OnePasswordBackend, conn_id: str) -> dict[str, object]:
@@ -127,9 +129,9 @@ def test_a_malformed_item_is_a_warning_naming_it_not_a_crash(
 ) -> None:
     caplog.set_level(logging.WARNING)
     assert make_backend().get_conn_value(conn_id) is None
-    assert f"1Password connection {conn_id!r} not used: 1Password item 'airflow/connections/{conn_id}': {problem}" in (
-        caplog.text
-    )
+    assert [r.getMessage() for r in caplog.records] == [
+        f"1Password connection {conn_id!r} not used: 1Password item 'airflow/connections/{conn_id}': {problem}"
+    ]
 
 
 # -- variables and config -------------------------------------------------------------------
@@ -140,6 +142,8 @@ def test_a_malformed_item_is_a_warning_naming_it_not_a_crash(
     [
         ("api_key", "variable-api-key"),
         ("password_only", "only-a-password"),
+        ("login_item", "variable-login-password"),  # no value field, two fields: the password
+        ("value_beside_password", "the-variable-value"),  # a value field wins over a password before it
         ("single_field", "single-field-value"),
         ("json_settings", '{"batch": 500, "mode": "incremental"}'),
     ],
@@ -172,12 +176,28 @@ def test_duplicate_titles_warn_and_return_none(make_backend: MakeBackend, caplog
     caplog.set_level(logging.WARNING)
     backend = make_backend()
     assert backend.get_variable("twice") is None
-    assert (
-        "1Password variable 'twice' not used: 2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice'"
-        in caplog.text
-    )
     assert backend.get_variable("twice") is None
-    assert caplog.text.count("not used") == 1, "an ambiguous title is remembered like a missing one: one warning"
+    (message,) = [r.getMessage() for r in caplog.records]  # remembered like a missing title: one warning
+    assert re.fullmatch(
+        r"1Password variable 'twice' not used: 2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice' "
+        r"\(ids: \w+, \w+\); rename one or address the item by id\.",
+        message,
+    ), message
+
+
+def test_a_wrong_answer_from_connect_is_a_warning_naming_the_lookup(
+    make_backend: MakeBackend, devvault: DevVaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    backend = make_backend()
+    devvault.faults.update({"fail_status": 200, "fail_count": 1})  # a JSON object where a list belongs
+    assert backend.get_variable("api_key") is None
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message == (
+        f"1Password variable 'api_key' not used: 1Password Connect at {devvault.url} answered the vault list "
+        "(/v1/vaults) with JSON of an unexpected shape (an object, expected a list)"
+    )
+    assert backend.get_variable("api_key") == "variable-api-key", "not an outage: the next lookup asks again"
 
 
 def test_config(make_backend: MakeBackend) -> None:
@@ -210,8 +230,11 @@ def test_lookup_pattern_filters_without_requests(make_backend: MakeBackend, devv
     assert backend.get_variable("single_field") is None
     assert backend.get_conn_value("warehouse") is None
     assert devvault.request_count == 0
-    assert backend.get_variable("API_KEY".lower()) == "variable-api-key"
+    assert backend.get_variable("api_key") == "variable-api-key"
     assert backend.get_conn_value("pg_fields") is not None
+    assert make_backend(variables_lookup_pattern="^API_").get_variable("api_key") == "variable-api-key", (
+        "patterns match case-insensitively, as README says"
+    )
 
 
 def test_missing_item_is_none_quietly(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
@@ -357,6 +380,28 @@ def test_bad_configuration_fails_at_start(make_backend: MakeBackend, kwargs: dic
         make_backend(**kwargs)
 
 
+@pytest.mark.parametrize("name", ["sep", "connections_prefix", "variables_prefix", "config_prefix"])
+def test_a_prefix_that_is_not_a_string_is_named(make_backend: MakeBackend, name: str) -> None:
+    with pytest.raises(OnePasswordConfigError) as err:
+        make_backend(**{name: 5})
+    assert str(err.value) == f"OnePasswordBackend: {name} must be a string or null, got 5"
+
+
+@pytest.mark.parametrize("name", ["connections_lookup_pattern", "variables_lookup_pattern", "config_lookup_pattern"])
+def test_an_invalid_lookup_pattern_is_named(make_backend: MakeBackend, name: str) -> None:
+    with pytest.raises(OnePasswordConfigError) as err:
+        make_backend(**{name: "("})
+    assert str(err.value) == (
+        f"OnePasswordBackend: {name} '(' is not a valid regex: missing ), unterminated subpattern at position 0"
+    )
+
+
+def test_a_missing_vault_says_where_to_set_it(make_backend: MakeBackend) -> None:
+    with pytest.raises(OnePasswordConfigError) as err:
+        make_backend(vault=None)
+    assert str(err.value) == "OnePasswordBackend needs a vault: set backend_kwargs 'vault' or OP_VAULT / OP_VAULT_ID"
+
+
 def test_environment_defaults(devvault: DevVaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OP_CONNECT", devvault.url)
     monkeypatch.setenv("OP_API_TOKEN", TOKEN)
@@ -442,4 +487,22 @@ def test_parsing_subprocesses_delegate_to_the_dag_processor(
     assert devvault.request_count == 0
     assert make_backend(delegate_in_dag_parsing=False).get_variable("api_key") == "variable-api-key"
     monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")  # e.g. a task process forked by the scheduler
+    assert make_backend().get_variable("api_key") == "variable-api-key"
+
+
+@pytest.mark.parametrize("channel", ["absent", "none"])
+def test_a_client_process_without_a_supervisor_channel_looks_up_itself(
+    make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch, channel: str
+) -> None:
+    """Context 'client' alone does not delegate: only a socket channel to a supervisor makes a parsing child."""
+    from airflow.sdk.execution_time import task_runner
+
+    from airflow_dts_provider.secrets.onepassword import in_supervised_parsing_process
+
+    if channel == "absent":
+        monkeypatch.delattr(task_runner, "SUPERVISOR_COMMS", raising=False)
+    else:
+        monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", None, raising=False)
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "client")
+    assert in_supervised_parsing_process() is False
     assert make_backend().get_variable("api_key") == "variable-api-key"
