@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from airflow_dts_provider.hooks.onepassword import OnePasswordHook
 from airflow_dts_provider.operators.docker import SecretDockerOperator, describe, is_transient, scrub
 from airflow_dts_provider.operators.exceptions import DockerEngineUnreachableError, ImagePullError
 from tests.conftest import CANARY, TOKEN, AirflowStack, digests_in_log
+from tests.image_registry import MARKER, ImageRegistry
 
 IMAGE = "localhost/dts-busybox:latest"
 SECRETS = {"APP_ID": {"opitem": "Knack", "opfield": "prod.appId"}, "TOKEN": "op://Docker Vault/Socrata/appToken"}
@@ -26,6 +28,11 @@ SECRETS = {"APP_ID": {"opitem": "Knack", "opfield": "prod.appId"}, "TOKEN": "op:
 
 def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def operator_messages(printed: str) -> list[str]:
+    """The messages SecretDockerOperator logged, whole (the task SDK's logger prints them to stdout)."""
+    return re.findall(r"^\S+ \[\w+\s*\] (.*?)\s*\[airflow\.task\.operators\.[^\]]*\]", printed, re.MULTILINE)
 
 
 # -- parse-time validation (no network) -----------------------------------------------------
@@ -114,7 +121,11 @@ def test_containers_with_secrets_are_removed_by_default(kwargs: dict, auto_remov
     [
         ("force", None),
         ("never", "auto_remove='never': the container is kept and holds the secrets APP_ID, TOKEN in its environment"),
-        ("success", "auto_remove='success': a container stopped by a kill is kept and holds the secrets APP_ID, TOKEN"),
+        (
+            "success",
+            "auto_remove='success': a container stopped by a kill is kept and holds the secrets APP_ID, TOKEN "
+            "in its environment",
+        ),
     ],
 )
 def test_resolving_logs_names_never_values(
@@ -123,13 +134,16 @@ def test_resolving_logs_names_never_values(
     op = SecretDockerOperator(task_id="t", image=IMAGE, secrets=SECRETS, auto_remove=auto_remove)
     assert op._resolve_secrets() == {"APP_ID": "docker-knack-prod-app", "TOKEN": "docker-socrata-token"}
     logged = capfd.readouterr().out
-    assert "Resolving 2 secret(s) from 1Password for: APP_ID, TOKEN" in logged
+    messages = operator_messages(logged)
+    assert messages[0] == "Resolving 2 secret(s) from 1Password for: APP_ID, TOKEN"
     warnings = [line for line in logged.splitlines() if "warning" in line.lower()]
     if warning is None:
         assert warnings == []
     else:
-        (line,) = warnings
-        assert warning in line and "docker inspect shows them" in line
+        assert len(warnings) == 1
+        assert messages[1] == (
+            f"{warning} (docker inspect shows them); remove it when done, or drop auto_remove to have it always removed"
+        )
     assert "docker-socrata-token" not in logged and "docker-knack-prod-app" not in logged
 
 
@@ -282,7 +296,13 @@ def test_transient_pull_failure_runs_the_local_copy(
     image = local_copy(f"{registries[registry]}/team/app")
     op = make_op(docker_url, image=image, force_pull=True, pull_fallback=True)
     assert op.execute({}) == "token=***"
-    assert "running the local copy (pull_fallback=True)" in capfd.readouterr().out  # operator logs go to stdout
+    messages = operator_messages(capfd.readouterr().out)
+    assert messages.count(f"Pulling docker image {image}") == 1, "DockerOperator must not pull a second time"
+    (fallback,) = [m for m in messages if "running the local copy" in m]
+    assert fallback.startswith(f"Pulling {image} failed (")
+    assert fallback.endswith("); running the local copy (pull_fallback=True)")
+    assert f"{registries[registry]}" in fallback, "the engine's explanation names the registry"
+    assert op.force_pull is True, "the operator's own setting is back after the run"
 
 
 @pytest.mark.parametrize("registry", ["refused", "500"])
@@ -310,9 +330,77 @@ def test_permanent_pull_failure_fails_even_with_fallback(
 def test_transient_failure_without_local_copy_says_so(
     docker_url: str, onepassword_conn: None, registries: dict
 ) -> None:
-    op = make_op(docker_url, image=f"{registries['refused']}/team/never-pulled:latest", pull_fallback=True)
-    with pytest.raises(ImagePullError, match="no local copy to fall back to"):
+    image = f"{registries['refused']}/team/never-pulled:latest"
+    op = make_op(docker_url, image=image, pull_fallback=True)
+    with pytest.raises(ImagePullError) as err:
         op.execute({})
+    assert str(err.value).startswith(
+        f"Pulling {image!r} failed (transient error) and there is no local copy to fall back to: "
+    )
+    assert "connection refused" in str(err.value) and err.value.transient is True
+
+
+def test_a_malformed_image_name_is_a_permanent_error_with_the_engines_words(
+    docker_url: str, onepassword_conn: None
+) -> None:
+    image = "127.0.0.1:15504/Team/App:latest"
+    op = make_op(docker_url, image=image, force_pull=True, pull_fallback=True)
+    with pytest.raises(ImagePullError) as err:
+        op.execute({})
+    assert str(err.value) == (
+        f"Pulling {image!r} failed (permanent error): "
+        "normalizing image: normalizing name for compat API: repository name must be lowercase"
+    )
+    assert err.value.transient is False and op._private_environment == {}
+
+
+@pytest.fixture(scope="module")
+def image_registry() -> Iterator[str]:
+    """A registry stand-in on 127.0.0.1:15504 serving busybox with a marker file under any name."""
+    registry = ImageRegistry(15504)
+    yield "127.0.0.1:15504"
+    registry.stop()
+
+
+@pytest.fixture
+def pulled_images(docker_url: str) -> Iterator[list[str]]:
+    """Images a test pulls, removed after it."""
+    images: list[str] = []
+    yield images
+    client = docker.APIClient(base_url=docker_url)
+    for image in images:
+        if client.images(name=image):
+            client.remove_image(image, force=True)
+
+
+@pytest.mark.parametrize("force_pull", [True, False])
+def test_an_image_not_here_or_forced_is_pulled_once_and_run(
+    docker_url: str,
+    onepassword_conn: None,
+    image_registry: str,
+    pulled_images: list[str],
+    capfd: pytest.CaptureFixture,
+    force_pull: bool,
+) -> None:
+    image = f"{image_registry}/team/fresh-{uuid.uuid4().hex[:8]}:latest"
+    pulled_images.append(image)
+    op = make_op(docker_url, image=image, force_pull=force_pull, xcom_all=True,
+                 command=["sh", "-c", 'cat /etc/dts-pulled; echo "token=$TOKEN"'])  # fmt: skip
+    assert op.execute({}) == [MARKER, "token=***"], "the container ran the image the registry served"
+    messages = operator_messages(capfd.readouterr().out)
+    assert messages.count(f"Pulling docker image {image}") == 1, "pulled once: DockerOperator does not pull again"
+    assert not [m for m in messages if "Pulling fs layer" in m or "Download complete" in m], (
+        "per-layer progress is not logged"
+    )
+    assert op.force_pull is force_pull
+
+
+def test_an_image_already_here_is_not_pulled(
+    docker_url: str, onepassword_conn: None, image_registry: str, local_copy, capfd: pytest.CaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    image = local_copy(f"{image_registry}/team/app")
+    assert make_op(docker_url, image=image).execute({}) == "token=***"
+    assert not [m for m in operator_messages(capfd.readouterr().out) if m.startswith("Pulling")]
 
 
 def test_registry_login_failure_falls_back(

@@ -30,6 +30,7 @@ from airflow_dts_provider._onepassword import (
     OnePasswordUnavailableError,
     mask_json_leaves,
     maskable_parts,
+    scrub_parts,
     scrub_text,
 )
 from airflow_dts_provider._onepassword.client import _describe_transport_error
@@ -119,7 +120,7 @@ def test_the_masking_rule_in_detail() -> None:
 
 def test_scrubbing_replaces_longer_secrets_first() -> None:
     # reverse alphabetical order would replace "zzzzz" inside the longer secret first and leave "a***zz"
-    assert scrub_text("key azzzzzzz", ["zzzzz", "azzzzzzz"]) == "key ***"
+    assert scrub_text("key azzzzzzz", scrub_parts(["zzzzz", "azzzzzzz"])) == "key ***"
 
 
 def test_json_leaves_are_masked_at_any_depth_except_json_words(clean_masker: Masked) -> None:

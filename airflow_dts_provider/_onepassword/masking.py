@@ -98,8 +98,8 @@ def scrub_parts(values: Iterable[str]) -> list[str]:
     return sorted({p for v in values for p in maskable_parts(v)}, key=len, reverse=True)
 
 
-def scrub_text(text: str, values: Iterable[str], parts: list[str] | None = None) -> str:
-    """Replace every maskable part of ``values`` in ``text`` with ``***`` (pass ``parts`` to reuse them)."""
-    for part in scrub_parts(values) if parts is None else parts:
+def scrub_text(text: str, parts: Iterable[str]) -> str:
+    """Replace each of ``parts`` (from ``scrub_parts``: maskable, longest first) in ``text`` with ``***``."""
+    for part in parts:
         text = text.replace(part, "***")
     return text

@@ -234,5 +234,5 @@ def _scrub(result: Any, parts: list[str]) -> Any:
     if isinstance(result, bytes):
         result = result.decode("utf-8", "replace")
     if isinstance(result, str):
-        return scrub_text(result, (), parts)
+        return scrub_text(result, parts)
     return result
