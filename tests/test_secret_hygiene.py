@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ from airflow_dts_provider._onepassword import (
     OnePasswordConfigError,
     OnePasswordError,
     OnePasswordUnavailableError,
+    mask,
     mask_json_leaves,
     maskable_parts,
     scrub_parts,
@@ -86,7 +88,6 @@ def test_transport_error_text_loses_credentials() -> None:
 
 # ---------------------------------------------------------------------------------------------- 2. lines
 def test_multi_line_values_are_masked_line_by_line(clean_masker: Masked, make_client: Any) -> None:
-    from airflow_dts_provider._onepassword import mask
 
     mask("first-line-secret\r\nsecond-line-secret\nab")
     assert clean_masker("log: first-line-secret") == "log: ***"
@@ -95,7 +96,6 @@ def test_multi_line_values_are_masked_line_by_line(clean_masker: Masked, make_cl
 
 
 def test_log_masking_and_xcom_scrubbing_apply_the_same_rule(clean_masker: Masked) -> None:
-    from airflow_dts_provider._onepassword import mask
 
     values = ["abcd", "abcde", "airflow", "Airflow", "one-line-value", "two\nlines-here", "x\ny"]
     for value in values:
@@ -115,6 +115,7 @@ def test_the_masking_rule_in_detail() -> None:
     assert maskable_parts("aaaaa\nbbbbb")[0] == "aaaaa\nbbbbb", "the whole value first, then its lines"
     assert maskable_parts("abc", shortest=3) == ["abc"] and maskable_parts("abc") == []
     assert maskable_parts("") == [] and maskable_parts(None) == []  # type: ignore[arg-type]
+    assert maskable_parts(1234567) == [], "a number is no secret text"  # type: ignore[arg-type]
     assert is_too_short("abcd") and not is_too_short("abcde") and not is_too_short("")
 
 
@@ -127,6 +128,39 @@ def test_json_leaves_are_masked_at_any_depth_except_json_words(clean_masker: Mas
     mask_json_leaves({"a": ["nested-one-x", {"b": ("nested-two-x",)}], "words": ["TRUE", "false", "null", "None"]})
     assert clean_masker("nested-one-x nested-two-x") == "*** ***"
     assert clean_masker("TRUE false null None") == "TRUE false null None"
+
+
+def test_json_words_are_never_masked_even_below_the_default_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``min_length_masked_secret`` lowered, "true"/"null"/"none" are long enough: still not secrets."""
+    from airflow.sdk import log as sdk_log
+
+    from airflow_dts_provider._onepassword import masking
+
+    registered: list[str] = []
+    monkeypatch.setattr(masking, "min_length", lambda: 3)
+    monkeypatch.setattr(sdk_log, "mask_secret", lambda parts: registered.extend(parts))
+    monkeypatch.setattr("airflow._shared.secrets_masker.mask_secret", lambda parts: None)
+    mask_json_leaves({"words": ["TRUE", "False", "null", "None"], "token": "abc"})
+    assert registered == ["abc"]
+
+
+def test_a_masker_that_fails_is_a_warning_not_a_failed_lookup(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow.sdk import log as sdk_log
+
+    def broken(parts: object) -> None:
+        raise RuntimeError("masker broke")
+
+    monkeypatch.setattr(sdk_log, "mask_secret", broken)
+    monkeypatch.setattr("airflow._shared.secrets_masker.mask_secret", broken)
+    caplog.set_level(logging.WARNING)
+    assert mask("failing-masker-value") == ["failing-masker-value"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "Could not register a 1Password value with the task SDK secret masker",
+        "Could not register a 1Password value with the core secret masker",
+    ]
+    assert "failing-masker-value" not in caplog.text
 
 
 def test_resolve_registers_each_line_of_a_secret(clean_masker: Masked, make_client: Any) -> None:
@@ -407,7 +441,6 @@ class Report:  # a value serde turns into a dict of strings
 
 
 def test_xcom_backend_replaces_every_known_secret_before_storing(clean_masker: Masked) -> None:
-    from airflow_dts_provider._onepassword import mask
 
     mask("XCOM-CANARY-0f9e-do-not-store")
     value = {
