@@ -738,6 +738,27 @@ def test_an_item_from_connects_json_keeps_every_part() -> None:
     )  # fmt: skip
 
 
+def test_a_field_without_an_id_gets_an_empty_one() -> None:
+    from airflow_dts_provider._onepassword.models import Item
+
+    (field,) = Item.from_json({"id": "x", "fields": [{"label": "note", "value": "v"}]}).fields
+    assert field.id == "" and field.label == "note"
+
+
+def test_every_attribute_of_a_field() -> None:
+    from airflow_dts_provider._onepassword.models import ItemField
+
+    uri = "otpauth://totp/dts?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8"
+    field = ItemField("f1", "code", "OTP", "", None, None, value=uri)
+    before = time.time()
+    code = field.attribute("otp")  # an OTP-typed field without Connect's computed code: one from its secret
+    assert code in {totp_now(uri, at=before), totp_now(uri, at=time.time())}
+    assert (field.attribute("id"), field.attribute("type"), field.attribute("purpose")) == ("f1", "OTP", "")
+    assert field.attribute("value") == uri
+    with pytest.raises(OnePasswordError, match="field 'note' is not a one-time password field"):
+        ItemField("f2", "note", "STRING", "", None, None, value=uri).attribute("otp")
+
+
 def item_with(*fields: tuple[str, str, str | None]) -> Any:
     """An item of (id, label, section label) fields."""
     from airflow_dts_provider._onepassword.models import Item, ItemField

@@ -178,3 +178,29 @@ def test_wrong_shapes_are_named_in_the_message(parse: Any, value: Any, message: 
 def test_a_default_vault_keeps_the_rest_of_the_reference() -> None:
     reference = parse_reference("op://v/i/s/f?attribute=otp")
     assert reference.with_vault("Other") == SecretReference("i", "f", "Other", "s", "otp")
+
+
+def test_names_are_shown_whole_up_to_120_characters() -> None:
+    from airflow_dts_provider._onepassword.errors import shown
+
+    assert shown("x" * 120) == repr("x" * 120)
+    assert shown("x" * 121) == repr("x" * 117 + "...")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"opitem": "i", "opfield": "f", "opvault": " "}, "'opvault' must be a non-empty vault name or id when given"),
+        (5, "expected an op:// string or a dict with 'opitem' and 'opfield', got int"),
+        ("op://v/i/f?foo=bar",
+         "'op://v/i/f?foo=bar': only the query '?attribute=<id|otp|purpose|type|value>' is supported"),
+        ("op://v/i/f?attribute=colour",
+         "'op://v/i/f?attribute=colour': unsupported attribute 'colour'; supported: id, otp, purpose, type, value"),
+    ],
+)  # fmt: skip
+def test_wrong_specs_get_the_whole_message(spec: Any, message: str) -> None:
+    from airflow_dts_provider._onepassword import parse_secret_spec
+
+    with pytest.raises(InvalidReferenceError) as err:
+        parse_secret_spec(spec)
+    assert str(err.value) == message
