@@ -6,6 +6,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,6 +67,15 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``runs_last`` go to the end, whatever order the rest runs in."""
     items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+
+
+def logged_messages(printed: str) -> list[str]:
+    """The messages this package's classes logged through the task SDK's ``self.log`` (printed to stdout), whole.
+
+    Lines of other loggers (providers' hooks, Airflow) are left out.
+    """
+    pattern = r"^\S+ \[\w+\s*\] (.*?)\s*\[[\w.]*airflow_dts_provider\.[\w.]*\]"
+    return re.findall(pattern, printed, re.MULTILINE)
 
 
 def require(condition: bool, reason: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook
 from airflow_dts_provider.operators.docker import SecretDockerOperator, describe, is_transient, scrub
 from airflow_dts_provider.operators.exceptions import DockerEngineUnreachableError, ImagePullError
-from tests.conftest import CANARY, TOKEN, AirflowStack, digests_in_log
+from tests.conftest import CANARY, TOKEN, AirflowStack, digests_in_log, logged_messages
 from tests.image_registry import MARKER, ImageRegistry
 
 IMAGE = "localhost/dts-busybox:latest"
@@ -28,11 +27,6 @@ SECRETS = {"APP_ID": {"opitem": "Knack", "opfield": "prod.appId"}, "TOKEN": "op:
 
 def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def operator_messages(printed: str) -> list[str]:
-    """The messages SecretDockerOperator logged, whole (the task SDK's logger prints them to stdout)."""
-    return re.findall(r"^\S+ \[\w+\s*\] (.*?)\s*\[airflow\.task\.operators\.[^\]]*\]", printed, re.MULTILINE)
 
 
 # -- parse-time validation (no network) -----------------------------------------------------
@@ -134,7 +128,7 @@ def test_resolving_logs_names_never_values(
     op = SecretDockerOperator(task_id="t", image=IMAGE, secrets=SECRETS, auto_remove=auto_remove)
     assert op._resolve_secrets() == {"APP_ID": "docker-knack-prod-app", "TOKEN": "docker-socrata-token"}
     logged = capfd.readouterr().out
-    messages = operator_messages(logged)
+    messages = logged_messages(logged)
     assert messages[0] == "Resolving 2 secret(s) from 1Password for: APP_ID, TOKEN"
     warnings = [line for line in logged.splitlines() if "warning" in line.lower()]
     if warning is None:
@@ -296,7 +290,7 @@ def test_transient_pull_failure_runs_the_local_copy(
     image = local_copy(f"{registries[registry]}/team/app")
     op = make_op(docker_url, image=image, force_pull=True, pull_fallback=True)
     assert op.execute({}) == "token=***"
-    messages = operator_messages(capfd.readouterr().out)
+    messages = logged_messages(capfd.readouterr().out)
     assert messages.count(f"Pulling docker image {image}") == 1, "DockerOperator must not pull a second time"
     (fallback,) = [m for m in messages if "running the local copy" in m]
     assert fallback.startswith(f"Pulling {image} failed (")
@@ -387,7 +381,7 @@ def test_an_image_not_here_or_forced_is_pulled_once_and_run(
     op = make_op(docker_url, image=image, force_pull=force_pull, xcom_all=True,
                  command=["sh", "-c", 'cat /etc/dts-pulled; echo "token=$TOKEN"'])  # fmt: skip
     assert op.execute({}) == [MARKER, "token=***"], "the container ran the image the registry served"
-    messages = operator_messages(capfd.readouterr().out)
+    messages = logged_messages(capfd.readouterr().out)
     assert messages.count(f"Pulling docker image {image}") == 1, "pulled once: DockerOperator does not pull again"
     assert not [m for m in messages if "Pulling fs layer" in m or "Download complete" in m], (
         "per-layer progress is not logged"
@@ -400,7 +394,7 @@ def test_an_image_already_here_is_not_pulled(
 ) -> None:  # type: ignore[no-untyped-def]
     image = local_copy(f"{image_registry}/team/app")
     assert make_op(docker_url, image=image).execute({}) == "token=***"
-    assert not [m for m in operator_messages(capfd.readouterr().out) if m.startswith("Pulling")]
+    assert not [m for m in logged_messages(capfd.readouterr().out) if m.startswith("Pulling")]
 
 
 def test_registry_login_failure_falls_back(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from airflow_dts_provider.notifications.slack import SlackNotifier
-from tests.conftest import CANARY, AirflowStack
+from tests.conftest import CANARY, AirflowStack, logged_messages
 from tests.slack_standin import SlackStandIn
 
 
@@ -184,7 +184,15 @@ def test_slow_slack_times_out(api_conn: None, slack_standin: SlackStandIn, capfd
     started = time.monotonic()
     SlackNotifier(kind="failure", timeout=1)(dict(CONTEXT))
     assert time.monotonic() - started < 4.5
-    assert "alert not sent" in capfd.readouterr().out
+    (message,) = logged_messages(capfd.readouterr().out)
+    assert message.startswith("Slack failure alert not sent (") and "timed out" in message, message
+
+
+def test_defaults_are_the_ones_readme_documents() -> None:
+    notifier = SlackNotifier()
+    assert (notifier.kind, notifier.slack_conn_id, notifier.timeout, notifier.max_retry_after) == (
+        "failure", "slack", 10, 5,
+    )  # fmt: skip
 
 
 def test_api_payload_channel_icon_and_byline(
@@ -227,17 +235,16 @@ def test_environments_gate_the_alert(
     monkeypatch.setenv("ENVIRONMENT", environment)
     SlackNotifier(kind="success", environments=["production"])(sdk_context())
     assert len(slack_standin.messages) == sent
-    logged = capfd.readouterr().out
     skipped = f"Slack success alert skipped: ENVIRONMENT={environment!r} is not one of ['production']"
-    assert (skipped in logged) == (not sent)
-    assert ("Slack success alert sent to #airflow" in logged) == bool(sent)
+    assert logged_messages(capfd.readouterr().out) == ["Slack success alert sent to #airflow" if sent else skipped]
 
 
 def test_bad_arguments_fail_at_dag_parse() -> None:
     with pytest.raises(ValueError, match="kind must be one of"):
         SlackNotifier(kind="urgent")
-    with pytest.raises(ValueError, match="must be a list"):
+    with pytest.raises(ValueError, match="must be a list") as err:
         SlackNotifier(environments="production")
+    assert str(err.value) == "SlackNotifier environments must be a list, e.g. ['production'], not a string"
     with pytest.raises(Exception, match="Nowhere/City"):
         SlackNotifier(timezone="Nowhere/City")
 
@@ -390,6 +397,9 @@ def test_a_long_error_is_cut_with_an_ellipsis() -> None:
     text = SlackNotifier().build_message(sdk_context(exception=ValueError("x" * 400)))[0]
     error = next(line for line in text.splitlines() if line.startswith("Error: "))
     assert error == "Error: ValueError: " + "x" * (300 - len("ValueError: ") - 1) + "…"
+    at_the_limit = "x" * (300 - len("ValueError: "))
+    text = SlackNotifier().build_message(sdk_context(exception=ValueError(at_the_limit)))[0]
+    assert f"Error: ValueError: {at_the_limit}" in text.splitlines(), "300 characters are not cut"
     text = SlackNotifier().build_message(sdk_context(exception=ValueError()))[0]
     assert "Error: ValueError" in text.splitlines()
 
@@ -457,9 +467,10 @@ def test_api_and_webhook_sends_are_logged_and_carry_the_blocks(
     api, webhook = slack_standin.messages
     assert (api["path"], webhook["path"]) == ("/api/chat.postMessage", "/webhook/T1/B1/X1")
     assert webhook["body"]["blocks"] == SlackNotifier(kind="success").build_message(sdk_context())[1]
-    logged = capfd.readouterr().out
-    assert "Slack critical alert sent to #airflow" in logged
-    assert "Slack success alert sent through webhook connection 'alerts_hook'" in logged
+    assert logged_messages(capfd.readouterr().out) == [
+        "Slack critical alert sent to #airflow",
+        "Slack success alert sent through webhook connection 'alerts_hook'",
+    ]
 
 
 @pytest.mark.parametrize(
