@@ -791,3 +791,52 @@ def test_find_field_not_found_names_what_was_asked_with_a_dot_hint() -> None:
     with pytest.raises(FieldNotFoundError) as err:
         item.find_field("nothing", None, "Team Vault")
     assert err.value.field == "nothing" and str(err.value).endswith("web: key.")
+
+
+# -- settings from the environment, backoff, the vault of a get_item, a host with a trailing slash ----------
+
+
+def test_settings_come_from_the_mapping_given_not_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OP_CONNECT_HOST", "OP_CONNECT", "OP_CONNECT_TOKEN", "OP_API_TOKEN", "OP_VAULT", "OP_VAULT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    settings = ConnectSettings.from_env({"OP_CONNECT": "http://connect:8080", "OP_API_TOKEN": "t0k", "OP_VAULT": "V"})
+    assert (settings.host, settings.token, settings.vault) == ("http://connect:8080", "t0k", "V")
+    with pytest.raises(OnePasswordConfigError) as err:
+        ConnectSettings.from_env({})
+    assert str(err.value) == (
+        "1Password Connect host is not set: configure the connection or set OP_CONNECT_HOST (or OP_CONNECT)"
+    )
+    with pytest.raises(OnePasswordConfigError) as err:
+        ConnectSettings.from_env({"OP_CONNECT_HOST": "http://connect:8080"})
+    assert str(err.value) == (
+        "1Password Connect token is not set: configure the connection or set OP_CONNECT_TOKEN (or OP_API_TOKEN)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("jitter", "delays"),
+    # attempts 1-4 without Retry-After, then attempt 1 with Retry-After 0.25 and 5 (capped at max_backoff)
+    [(0.0, [0.05, 0.1, 0.15, 0.15, 0.25, 0.3]), (1.0, [0.1, 0.2, 0.3, 0.3, 0.25, 0.3])],
+)
+def test_backoff_doubles_from_half_to_whole_and_stops_at_max_backoff(
+    monkeypatch: pytest.MonkeyPatch, jitter: float, delays: list[float]
+) -> None:
+    import random
+
+    monkeypatch.setattr(random, "random", lambda: jitter)  # the two ends of the jitter range
+    client = OnePasswordClient(ConnectSettings(host="http://connect:8080", token="t", vault="V", backoff=0.1,
+                                               max_backoff=0.3))  # fmt: skip
+    got = [client._delay(attempt, None) for attempt in (1, 2, 3, 4)] + [client._delay(1, 0.25), client._delay(1, 5)]
+    assert got == pytest.approx(delays)
+    client.close()
+
+
+def test_get_item_reads_the_vault_it_is_given(make_client: MakeClient) -> None:
+    client = make_client()  # default vault: Team Vault
+    other = client.get_item("Knack", vault="Other Vault")
+    assert other.find_field("appId", "prod", "Other Vault").value == "other-vault-knack-prod-app"
+    assert client.get_item("Knack").find_field("appId", "prod", "Team Vault").value == "knack-prod-app"
+
+
+def test_a_host_with_a_trailing_slash_works(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    assert make_client(host=f"{devvault.url}/").resolve("op://Team Vault/Knack/prod/appId") == "knack-prod-app"

@@ -25,6 +25,7 @@ from airflow.models.connection import Connection
 from airflow_dts_provider._onepassword import (
     ConnectSettings,
     FieldNotFoundError,
+    ItemNotFoundError,
     OnePasswordClient,
     OnePasswordConfigError,
     OnePasswordError,
@@ -381,6 +382,28 @@ def test_valid_json_of_the_wrong_shape_is_a_onepassword_error_naming_the_endpoin
     with caplog.at_level("WARNING"):
         assert backend.get_conn_value("item") is None, "the backend logs it and lets Airflow go on"
     assert any(endpoint in r.getMessage() for r in caplog.records)
+
+
+def test_an_entry_without_id_is_described_by_its_json_kind(
+    shape_server: Callable[[dict[str, Any]], ShapeServer],
+) -> None:
+    server = shape_server(SHAPES["item list entry without id"][0])
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
+    with pytest.raises(OnePasswordError) as raised:
+        client.resolve("op://V/item/field")
+    assert str(raised.value).endswith(f"answered the item list ({ITEMS}) with an entry that has no id (an object)")
+
+
+def test_trashed_items_of_an_item_list_are_skipped(shape_server: Callable[[dict[str, Any]], ShapeServer]) -> None:
+    """Connect may list an item in the trash under the same title as a live one: only the live one counts."""
+    live = {"id": "i" * 26, "title": "item", "vault": {"id": "v" * 26},
+            "fields": [{"id": "field", "label": "field", "type": "CONCEALED", "value": "the-live-value"}]}  # fmt: skip
+    trashed = {"id": "t" * 26, "title": "item", "trashed": True}
+    server = shape_server({"/v1/vaults": [VAULT], ITEMS: [trashed, live], f"{ITEMS}/{'i' * 26}": live})
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
+    assert client.resolve("op://V/item/field") == "the-live-value"
+    with pytest.raises(ItemNotFoundError):
+        client.resolve(f"op://V/{'t' * 26}/field")  # nor is it found by its id
 
 
 # ---------------------------------------------------------------------------------------------- 8. messages
