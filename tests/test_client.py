@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,7 +36,7 @@ from airflow_dts_provider._onepassword.client import (
 )
 from airflow_dts_provider._onepassword.models import totp_now
 from airflow_dts_provider.devvault import DevVaultServer, VaultData
-from tests.conftest import CANARY, free_port, item_ids, vault_id
+from tests.conftest import CANARY, TOKEN, free_port, item_ids, vault_id
 
 MakeClient = Callable[..., OnePasswordClient]
 
@@ -840,3 +842,60 @@ def test_get_item_reads_the_vault_it_is_given(make_client: MakeClient) -> None:
 
 def test_a_host_with_a_trailing_slash_works(make_client: MakeClient, devvault: DevVaultServer) -> None:
     assert make_client(host=f"{devvault.url}/").resolve("op://Team Vault/Knack/prod/appId") == "knack-prod-app"
+
+
+# -- Connect over HTTPS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def https_vault(vault_data: VaultData, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The dev vault behind TLS with a fresh self-signed certificate for 127.0.0.1: its URL and certificate."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev vault")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = DevVaultServer(vault_data, token=TOKEN)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert_file
+    server.stop()
+
+
+def test_an_https_connect_is_trusted_with_its_certificate_and_only_then(https_vault: tuple[str, Path]) -> None:
+    url, cert_file = https_vault
+    settings = ConnectSettings(host=url, token=TOKEN, vault="Team Vault", max_retries=0, verify=str(cert_file))
+    trusting = OnePasswordClient(settings)
+    assert trusting.resolve("op://Team Vault/Knack/prod/appId") == "knack-prod-app"
+    trusting.close()
+    untrusting = OnePasswordClient(dataclasses.replace(settings, verify=True))
+    with pytest.raises(OnePasswordUnavailableError) as err:
+        untrusting.resolve("op://Team Vault/Knack/prod/appId")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(err.value) and TOKEN not in str(err.value)
+    untrusting.close()
+    with pytest.raises(OnePasswordConfigError) as missing:
+        dataclasses.replace(settings, verify="/nowhere/ca.pem")
+    assert str(missing.value) == (
+        "The CA certificate file or directory '/nowhere/ca.pem' to verify 1Password Connect with does not exist"
+    )

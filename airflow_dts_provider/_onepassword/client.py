@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import re
+import ssl
 import threading
 import time
 import weakref
@@ -93,6 +94,10 @@ class ConnectSettings:
             shown_host = without_userinfo(f"http://{self.host}")[len("http://") :]
             raise OnePasswordConfigError(
                 f"1Password Connect host {shown_host!r} must be a URL with a scheme, e.g. http://{shown_host}"
+            )
+        if isinstance(self.verify, str) and not os.path.exists(self.verify):
+            raise OnePasswordConfigError(
+                f"The CA certificate file or directory {self.verify!r} to verify 1Password Connect with does not exist"
             )
         if not self.token:
             raise OnePasswordConfigError("1Password Connect token is not set")
@@ -210,13 +215,14 @@ class OnePasswordClient:
         parent's cached items but must not reuse its lock state, its pool threads or its connections.
         """
         s = self.settings
+        verify = _tls_verify(s.verify)
         self._sdk = SdkClient(
             s.host.rstrip("/"),
             s.token,
             config=ClientConfig(
                 timeout=httpx.Timeout(s.timeout),
-                verify=s.verify,
-                transport=_deadline_transport(s.verify),
+                verify=verify,
+                transport=_deadline_transport(verify),
                 limits=httpx.Limits(max_connections=max(16, s.max_workers * 2)),
             ),
         )
@@ -653,7 +659,16 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-def _deadline_transport(verify: bool | str) -> httpx.HTTPTransport:
+def _tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """``verify`` as httpx 0.28 takes it: a CA file or directory path becomes an SSL context."""
+    if not isinstance(verify, str):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
+def _deadline_transport(verify: bool | ssl.SSLContext) -> httpx.HTTPTransport:
     """httpx's transport with the deadline-bounded network backend under its connection pool.
 
     httpx has no public way to hand its pool a network backend, so it is set on the pool httpx built
