@@ -698,6 +698,7 @@ def test_check_vault_needs_a_vault(make_client: MakeClient) -> None:
     client = make_client()
     assert client.check_vault("Other Vault") != client.check_vault()
     assert client.stats.by_kind == {"vault list": 1, "item list": 2}
+    assert client.stats.requests == 3
 
 
 def test_get_field_in_another_vault(make_client: MakeClient) -> None:
@@ -899,3 +900,16 @@ def test_an_https_connect_is_trusted_with_its_certificate_and_only_then(https_va
     assert str(missing.value) == (
         "The CA certificate file or directory '/nowhere/ca.pem' to verify 1Password Connect with does not exist"
     )
+
+
+def test_a_deadline_gone_before_the_first_request_says_no_attempt_was_made(
+    make_client: MakeClient, devvault: DevVaultServer
+) -> None:
+    client = make_client(total_timeout=1e-9)
+    with pytest.raises(OnePasswordUnavailableError) as err:
+        client.check_vault()
+    assert str(err.value) == (
+        f"1Password Connect at {devvault.url} gave no answer for the vault list within the 1e-09s total deadline "
+        "(total_timeout; last problem: no attempt made)"
+    )
+    assert devvault.request_count == 0 and client.stats.requests == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -295,7 +296,10 @@ def test_transient_pull_failure_runs_the_local_copy(
     (fallback,) = [m for m in messages if "running the local copy" in m]
     assert fallback.startswith(f"Pulling {image} failed (")
     assert fallback.endswith("); running the local copy (pull_fallback=True)")
-    assert f"{registries[registry]}" in fallback, "the engine's explanation names the registry"
+    cause = fallback.removeprefix(f"Pulling {image} failed (").removesuffix(
+        "); running the local copy (pull_fallback=True)"
+    )
+    assert re.search(r"connection refused|\b500\b", cause), f"the engine's explanation is the cause: {cause}"
     assert op.force_pull is True, "the operator's own setting is back after the run"
 
 
