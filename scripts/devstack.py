@@ -183,7 +183,7 @@ def console_filter() -> Callable[[str], str]:
         for item in items:
             values += [f["value"] for f in item["fields"] if f["value"] and f["type"] != "MENU"]
     parts = scrub_parts(values)
-    return lambda text: scrub_text(text, (), parts)
+    return lambda text: scrub_text(text, parts)
 
 
 class Component:
