@@ -1,13 +1,12 @@
 """A local stand-in for an image registry that serves one small image (no registry is reachable here).
 
-It speaks the part of the OCI distribution API an engine uses to pull: ``/v2/``, manifests and blobs,
-optionally behind HTTP Basic auth. The image is busybox plus a marker file, built in memory the same
+It speaks the part of the OCI distribution API an engine uses to pull: ``/v2/``, manifests and blobs.
+The image is busybox plus a marker file, built in memory the same
 way every time, so two test processes serving the same port (``SO_REUSEPORT``) serve the same digests.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import http.server
@@ -89,28 +88,19 @@ def _build_image() -> _Image:
 
 
 class ImageRegistry(http.server.ThreadingHTTPServer):
-    """Serves the test image under every repository name and tag, on 127.0.0.1:``port``.
-
-    With ``credentials`` (login, password) every request needs them (HTTP Basic), as a private
-    registry does.
-    """
+    """Serves the test image under every repository name and tag, on 127.0.0.1:``port``."""
 
     allow_reuse_port = True  # see FakeRegistry in test_docker_operator.py
     daemon_threads = True
 
-    def __init__(self, port: int, credentials: tuple[str, str] | None = None):
+    def __init__(self, port: int):
         self.image = _build_image()
-        expected = None
-        if credentials is not None:
-            expected = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
         registry = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                if expected is not None and self.headers.get("Authorization") != expected:
-                    return self._send(401, b"", {"WWW-Authenticate": 'Basic realm="test registry"'})
                 if self.path.rstrip("/") == "/v2":
                     return self._send(200, b"{}", {"Content-Type": "application/json"})
                 if re.fullmatch(r"/v2/.+/manifests/[^/]+", self.path):

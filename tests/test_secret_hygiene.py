@@ -89,7 +89,6 @@ def test_transport_error_text_loses_credentials() -> None:
 
 # ---------------------------------------------------------------------------------------------- 2. lines
 def test_multi_line_values_are_masked_line_by_line(clean_masker: Masked, make_client: Any) -> None:
-
     mask("first-line-secret\r\nsecond-line-secret\nab")
     assert clean_masker("log: first-line-secret") == "log: ***"
     assert clean_masker("second-line-secret") == "***"
@@ -97,7 +96,6 @@ def test_multi_line_values_are_masked_line_by_line(clean_masker: Masked, make_cl
 
 
 def test_log_masking_and_xcom_scrubbing_apply_the_same_rule(clean_masker: Masked) -> None:
-
     values = ["abcd", "abcde", "airflow", "Airflow", "one-line-value", "two\nlines-here", "x\ny"]
     for value in values:
         mask(value)
@@ -464,7 +462,6 @@ class Report:  # a value serde turns into a dict of strings
 
 
 def test_xcom_backend_replaces_every_known_secret_before_storing(clean_masker: Masked) -> None:
-
     mask("XCOM-CANARY-0f9e-do-not-store")
     value = {
         "last_line": "token=XCOM-CANARY-0f9e-do-not-store",
