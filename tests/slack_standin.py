@@ -72,7 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(fault[1], b"server error", "text/plain")
         elif fault and fault[0] == "rate_limit":
             payload = b"rate_limited" if webhook else json.dumps({"ok": False, "error": "ratelimited"}).encode()
-            self._reply(429, payload, "application/json", {"Retry-After": str(fault[1])})
+            self._reply(
+                429, payload, "application/json", {"Retry-After": str(fault[1])} if fault[1] is not None else {}
+            )
         elif fault and fault[0] == "error":
             if webhook:
                 self._reply(404, fault[1].encode(), "text/plain")

@@ -146,6 +146,18 @@ def api_conn(slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> No
     ))  # fmt: skip
 
 
+@pytest.fixture(params=["slack", "slackwebhook"])
+def either_conn(request: pytest.FixtureRequest, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The `slack` connection as a Slack API token or as an incoming webhook: the notifier sends through both."""
+    slack_standin.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK", json.dumps(
+        {"conn_type": "slack", "password": "xoxb-test-token", "extra": {"base_url": f"{slack_standin.url}/api/"}}
+        if request.param == "slack"
+        else {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T1/B1/X1"}
+    ))  # fmt: skip
+    return str(request.param)
+
+
 CONTEXT = {"dag_run": None, "dag": None, "run_id": "manual__x", "reason": "task_failure"}
 
 
@@ -168,15 +180,34 @@ def test_slack_errors_are_logged_not_raised(
     assert cause in capfd.readouterr().out
 
 
-@pytest.mark.parametrize(("retry_after", "limit"), [(2, 5.0), (1, 1.0)])  # the limit itself is still waited for
+# the limit itself is still waited for; a 429 without a readable Retry-After (Slack always sends one) waits 1 s
+@pytest.mark.parametrize(
+    ("retry_after", "limit", "waited"), [(2, 5.0, 2), (1, 1.0, 1), (None, 5.0, 1), ("soon", 5.0, 1), (-3, 5.0, 0)]
+)
 def test_short_rate_limit_is_retried_once(
-    api_conn: None, slack_standin: SlackStandIn, retry_after: int, limit: float
-) -> None:
+    either_conn: str, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture,
+    retry_after: int | None, limit: float, waited: float,
+) -> None:  # fmt: skip
     slack_standin.plan.append(("rate_limit", retry_after))
     SlackNotifier(kind="failure", max_retry_after=limit)(dict(CONTEXT))
     first, second = slack_standin.messages  # the 429, then the retry
     assert (first["fault"], second["fault"]) == (("rate_limit", retry_after), None)
-    assert second["at"] - first["at"] >= retry_after, "the retry waited the Retry-After the 429 asked for"
+    assert waited <= second["at"] - first["at"] < waited + 1, "the retry waited what the 429 asked for"
+    sent = {"slack": "Slack failure alert sent to #airflow",
+            "slackwebhook": "Slack failure alert sent through webhook connection 'slack'"}  # fmt: skip
+    assert logged_messages(capfd.readouterr().out) == [sent[either_conn]]
+
+
+def test_long_rate_limit_is_given_up_at_once(
+    either_conn: str, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture
+) -> None:
+    slack_standin.plan.append(("rate_limit", 60))
+    started = time.monotonic()
+    SlackNotifier(kind="failure")(dict(CONTEXT))
+    assert time.monotonic() - started < 5 and len(slack_standin.messages) == 1
+    assert logged_messages(capfd.readouterr().out) == [
+        "Slack failure alert not sent (RuntimeError: Slack rate limit: Retry-After 60s exceeds 5s)"
+    ]
 
 
 def test_slow_slack_times_out(api_conn: None, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture) -> None:

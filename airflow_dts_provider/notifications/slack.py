@@ -8,7 +8,6 @@ an alert must not fail, hang or endlessly retry the task it reports on.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -194,46 +193,42 @@ class SlackNotifier(BaseNotifier):
 
     # ------------------------------------------------------------------ sending
     def _send(self, text: str, blocks: list[dict[str, Any]]) -> None:
-        conn = BaseHook.get_connection(self.slack_conn_id)
-        if conn.conn_type in WEBHOOK_CONN_TYPES:
-            from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+        from airflow_dts_provider.notifications._slack_retry import ShortRateLimitRetry, retry_handlers
 
-            webhook = SlackWebhookHook(slack_webhook_conn_id=self.slack_conn_id, timeout=self.timeout)
-            extra: dict[str, Any] = {
-                k: v for k, v in (("icon_emoji", self.icon_emoji), ("username", self.username)) if v
-            }
-            self._with_rate_limit(lambda: webhook.send(text=text, blocks=blocks, **extra))
-            self.log.info("Slack %s alert sent through webhook connection %r", self.kind, self.slack_conn_id)
-            return
+        rate_limit = ShortRateLimitRetry(self.max_retry_after)
+        conn = BaseHook.get_connection(self.slack_conn_id)
+        try:
+            if conn.conn_type in WEBHOOK_CONN_TYPES:
+                self._send_to_webhook(text, blocks, retry_handlers(rate_limit))
+            else:
+                self._send_to_api(text, blocks, conn.extra_dejson.get("channel"), retry_handlers(rate_limit))
+        except Exception as err:
+            if rate_limit.refused_wait is None:
+                raise
+            raise RuntimeError(
+                f"Slack rate limit: Retry-After {rate_limit.refused_wait:g}s exceeds {self.max_retry_after:g}s"
+            ) from err
+
+    def _send_to_webhook(self, text: str, blocks: list[dict[str, Any]], retry: list[Any]) -> None:
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+        webhook = SlackWebhookHook(slack_webhook_conn_id=self.slack_conn_id, timeout=self.timeout, retry_handlers=retry)
+        extra: dict[str, Any] = {k: v for k, v in (("icon_emoji", self.icon_emoji), ("username", self.username)) if v}
+        webhook.send(text=text, blocks=blocks, **extra)
+        self.log.info("Slack %s alert sent through webhook connection %r", self.kind, self.slack_conn_id)
+
+    def _send_to_api(self, text: str, blocks: list[dict[str, Any]], conn_channel: Any, retry: list[Any]) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
 
-        hook = SlackHook(slack_conn_id=self.slack_conn_id, timeout=self.timeout)
-        channel = self.channel or conn.extra_dejson.get("channel") or "#airflow"
+        hook = SlackHook(slack_conn_id=self.slack_conn_id, timeout=self.timeout, retry_handlers=retry)
+        channel = self.channel or conn_channel or "#airflow"
         payload: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks}
         if self.icon_emoji:
             payload["icon_emoji"] = self.icon_emoji
         if self.username:
             payload["username"] = self.username
-        self._with_rate_limit(lambda: hook.call("chat.postMessage", json=payload))
+        hook.call("chat.postMessage", json=payload)
         self.log.info("Slack %s alert sent to %s", self.kind, channel)
-
-    def _with_rate_limit(self, send: Any) -> None:
-        """Send; on HTTP 429 wait Retry-After once if it is short, else give up (caller logs)."""
-        from slack_sdk.errors import SlackApiError
-
-        try:
-            send()
-        except SlackApiError as err:
-            response = err.response
-            if getattr(response, "status_code", None) != 429:
-                raise
-            wait = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)))
-            if wait > self.max_retry_after:
-                raise RuntimeError(
-                    f"Slack rate limit: Retry-After {wait:g}s exceeds {self.max_retry_after:g}s"
-                ) from err
-            time.sleep(wait)
-            send()
 
 
 def slack_escape(text: str) -> str:
