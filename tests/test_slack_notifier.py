@@ -258,15 +258,18 @@ def test_webhook_payload_icon_and_byline(slack_standin: SlackStandIn, monkeypatc
     assert second["text"].startswith(":red_circle: Task failed: etl_daily.load\n")
 
 
-@pytest.mark.parametrize(("environment", "sent"), [("production", 1), ("staging", 0), ("", 0)])
+@pytest.mark.parametrize(("environment", "sent"), [("production", 1), ("staging", 0), ("", 0), (None, 0)])
 def test_environments_gate_the_alert(
     api_conn: None, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture, environment: str, sent: int,
+    capfd: pytest.CaptureFixture, environment: str | None, sent: int,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("ENVIRONMENT", environment)
+    if environment is None:  # not set at all: read as ''
+        monkeypatch.delenv("ENVIRONMENT", raising=False)
+    else:
+        monkeypatch.setenv("ENVIRONMENT", environment)
     SlackNotifier(kind="success", environments=["production"])(sdk_context())
     assert len(slack_standin.messages) == sent
-    skipped = f"Slack success alert skipped: ENVIRONMENT={environment!r} is not one of ['production']"
+    skipped = f"Slack success alert skipped: ENVIRONMENT={environment or ''!r} is not one of ['production']"
     assert logged_messages(capfd.readouterr().out) == ["Slack success alert sent to #airflow" if sent else skipped]
 
 
@@ -541,3 +544,59 @@ def test_no_schedule_line_for_a_dag_that_says_nothing_about_its_schedule() -> No
 
     lines = SlackNotifier().build_message({"dag": SimpleNamespace(dag_id="odd"), "run_id": "r"})[0].splitlines()
     assert not any(line.startswith("Schedule:") for line in lines)
+
+
+def test_the_dags_own_macros_render_the_channel(api_conn: None, slack_standin: SlackStandIn) -> None:
+    """A task-side DAG renders the channel in its own template environment (user_defined_macros)."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    context = sdk_context()
+    context["dag"] = DAG(
+        "etl_daily", schedule=None, start_date=pendulum.datetime(2026, 1, 1),
+        user_defined_macros={"alert_channel": "#etl-team"},
+    )  # fmt: skip
+    SlackNotifier(channel="{{ alert_channel }}")(context)
+    (message,) = slack_standin.messages
+    assert message["body"]["channel"] == "#etl-team"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "shown"),
+    [(0, 0, "0m 0s"), (10, 0, "0m 0s"), (0, 3600, "1h 0m 0s"), (0, 59, "0m 59s")],  # an end before the start: 0 s
+)
+def test_durations(start: int, end: int, shown: str) -> None:
+    import pendulum
+
+    context = sdk_context()
+    ti: Any = context["ti"]
+    noon = pendulum.datetime(2026, 11, 27, 12)
+    ti.start_date, ti.end_date = noon.add(seconds=start), noon.add(seconds=end)
+    assert f"Duration: {shown}" in SlackNotifier().build_message(context)[0].splitlines()
+
+
+def test_a_task_still_running_is_timed_until_now() -> None:
+    import re
+
+    import pendulum
+
+    context = sdk_context()
+    ti: Any = context["ti"]
+    ti.start_date, ti.end_date = pendulum.now("UTC").subtract(seconds=65), None
+    (line,) = (x for x in SlackNotifier().build_message(context)[0].splitlines() if x.startswith("Duration:"))
+    assert re.fullmatch(r"Duration: 1m (5|6)s", line), line  # 6: the second may turn while the message is built
+
+
+def test_a_blank_error_text_falls_back_to_the_reason() -> None:
+    context = sdk_context(exception="  \n  ")  # Airflow passes some failures (e.g. a lost task) as text
+    context["reason"] = "task_failure"
+    lines = SlackNotifier().build_message(context)[0].splitlines()
+    assert "Error: task_failure" in lines
+
+
+def test_a_cron_the_describer_cannot_read_is_shown_as_written() -> None:
+    from types import SimpleNamespace
+
+    timetable = SimpleNamespace(description=None, expression="0 6 * * * extra-field")  # and no timezone: UTC
+    lines = SlackNotifier().build_message({"dag": SimpleNamespace(dag_id="odd", timetable=timetable), "run_id": "r"})
+    assert "Schedule: 0 6 * * * extra-field (0 6 * * * extra-field, UTC)" in lines[0].splitlines()
