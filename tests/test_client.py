@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -913,3 +914,61 @@ def test_a_deadline_gone_before_the_first_request_says_no_attempt_was_made(
         "(total_timeout; last problem: no attempt made)"
     )
     assert devvault.request_count == 0 and client.stats.requests == 0
+
+
+@contextlib.contextmanager
+def items_added(devvault: DevVaultServer, *titles: str) -> Iterator[list[str]]:
+    """Put password items with these titles into Team Vault for the test; their ids, in order."""
+    team = next(v for v in devvault.data.vaults if v["name"] == "Team Vault")["id"]
+    added = [
+        {
+            "id": f"{n:026d}".replace("0", "q"),
+            "title": title,
+            "vault": {"id": team},
+            "category": "PASSWORD",
+            "trashed": False,
+            "version": 1,
+            "sections": [],
+            "fields": [{"id": "f", "type": "STRING", "purpose": "", "label": "v", "value": f"value of {title}"}],
+        }
+        for n, title in enumerate(titles, start=1)
+    ]
+    devvault.data.items[team].extend(added)
+    try:
+        yield [item["id"] for item in added]
+    finally:
+        for item in added:
+            if item in devvault.data.items[team]:
+                devvault.data.items[team].remove(item)
+
+
+def test_an_exact_title_wins_over_titles_equal_but_for_case(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    with items_added(devvault, "Api Key", "API KEY"):
+        client = make_client()
+        assert client.resolve({"opitem": "API KEY", "opfield": "v"}) == "value of API KEY"
+        assert client.resolve({"opitem": "Api Key", "opfield": "v"}) == "value of Api Key"
+        with pytest.raises(AmbiguousItemError, match=r"^2 items in vault 'Team Vault' are titled 'api key'"):
+            client.resolve({"opitem": "api key", "opfield": "v"})
+
+
+def test_an_item_deleted_after_the_index_was_built(
+    make_client: MakeClient, devvault: DevVaultServer, vault_data: VaultData
+) -> None:
+    """The item's 404 names vault and item and makes the next lookup re-list, however recent the index."""
+    with items_added(devvault, "Gone Soon") as (item_id,):
+        client = make_client(index_refresh_interval=3600)
+        client.check_vault()  # the index now lists "Gone Soon"
+    team = vault_id(vault_data, "Team Vault")
+    with pytest.raises(ItemNotFoundError) as err:
+        client.resolve({"opitem": "Gone Soon", "opfield": "v"})
+    assert str(err.value) == f"1Password item {item_id!r} not found in vault {team!r}."
+    assert client.stats.by_kind == {"vault list": 1, "item list": 1, "item": 1}
+    with pytest.raises(ItemNotFoundError, match=r"^1Password item 'Gone Soon' not found in vault 'Team Vault'"):
+        client.resolve({"opitem": "Gone Soon", "opfield": "v"})
+    assert client.stats.by_kind == {"vault list": 1, "item list": 2, "item": 1}, "re-listed once, no item fetch"
+
+
+def test_check_vault_of_an_id_no_vault_has(make_client: MakeClient) -> None:
+    with pytest.raises(VaultNotFoundError) as err:
+        make_client().check_vault("z" * 26)
+    assert str(err.value) == f"1Password vault {'z' * 26!r} not found or not shared with this Connect token."
