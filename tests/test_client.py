@@ -972,3 +972,11 @@ def test_check_vault_of_an_id_no_vault_has(make_client: MakeClient) -> None:
     with pytest.raises(VaultNotFoundError) as err:
         make_client().check_vault("z" * 26)
     assert str(err.value) == f"1Password vault {'z' * 26!r} not found or not shared with this Connect token."
+
+
+@pytest.mark.parametrize(("max_workers", "pool"), [(4, 16), (20, 40)])
+def test_the_connection_pool_is_sized_from_max_workers(make_client: MakeClient, max_workers: int, pool: int) -> None:
+    """Read from httpcore's pool (no public accessor): httpx ignores a client's `limits` beside a transport,
+    which is how the cap was lost before -- the pool kept httpx's default of 100."""
+    transport = make_client(max_workers=max_workers)._sdk.session._transport
+    assert transport._pool._max_connections == pool

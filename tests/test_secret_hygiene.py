@@ -400,8 +400,9 @@ def test_trashed_items_of_an_item_list_are_skipped(shape_server: Callable[[dict[
     server = shape_server({"/v1/vaults": [VAULT], ITEMS: [trashed, live], f"{ITEMS}/{'i' * 26}": live})
     client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
     assert client.resolve("op://V/item/field") == "the-live-value"
-    with pytest.raises(ItemNotFoundError):
-        client.resolve(f"op://V/{'t' * 26}/field")  # nor is it found by its id
+    with pytest.raises(ItemNotFoundError) as raised:
+        client.resolve(f"op://V/{'t' * 26}/field")  # nor is it found by its id: not even asked for
+    assert str(raised.value) == f"1Password item {'t' * 26!r} not found in vault 'V'."
 
 
 # ---------------------------------------------------------------------------------------------- 8. messages

@@ -216,14 +216,14 @@ class OnePasswordClient:
         """
         s = self.settings
         verify = _tls_verify(s.verify)
+        # The transport owns TLS and the connection pool (httpx ignores a client's verify and limits beside
+        # a transport); httpx joins the host and the request path with exactly one slash.
         self._sdk = SdkClient(
-            s.host.rstrip("/"),
+            s.host,
             s.token,
             config=ClientConfig(
                 timeout=httpx.Timeout(s.timeout),
-                verify=verify,
-                transport=_deadline_transport(verify),
-                limits=httpx.Limits(max_connections=max(16, s.max_workers * 2)),
+                transport=_deadline_transport(verify, max_connections=max(16, s.max_workers * 2)),
             ),
         )
         self._lock = threading.Lock()
@@ -668,13 +668,13 @@ def _tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
     return ssl.create_default_context(cafile=verify)
 
 
-def _deadline_transport(verify: bool | ssl.SSLContext) -> httpx.HTTPTransport:
+def _deadline_transport(verify: bool | ssl.SSLContext, max_connections: int) -> httpx.HTTPTransport:
     """httpx's transport with the deadline-bounded network backend under its connection pool.
 
     httpx has no public way to hand its pool a network backend, so it is set on the pool httpx built
     (``tests/test_client.py`` fails if a new httpx moves it).
     """
-    transport = httpx.HTTPTransport(retries=0, verify=verify)
+    transport = httpx.HTTPTransport(retries=0, verify=verify, limits=httpx.Limits(max_connections=max_connections))
     pool = transport._pool
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):
