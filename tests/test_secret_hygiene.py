@@ -392,6 +392,19 @@ def test_an_entry_without_id_is_described_by_its_json_kind(
     assert str(raised.value).endswith(f"answered the item list ({ITEMS}) with an entry that has no id (an object)")
 
 
+def test_an_unreadable_item_is_described_by_the_error_type_only(
+    shape_server: Callable[[dict[str, Any]], ShapeServer],
+) -> None:
+    server = shape_server(SHAPES["item without id"][0])
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
+    with pytest.raises(OnePasswordError) as raised:
+        client.resolve("op://V/item/field")
+    assert str(raised.value) == (
+        f"1Password Connect at {server.url} answered the item request ({ITEMS}/{'i' * 26}) with an item this "
+        "client cannot read (KeyError)"
+    )
+
+
 def test_trashed_items_of_an_item_list_are_skipped(shape_server: Callable[[dict[str, Any]], ShapeServer]) -> None:
     """Connect may list an item in the trash under the same title as a live one: only the live one counts."""
     live = {"id": "i" * 26, "title": "item", "vault": {"id": "v" * 26},
