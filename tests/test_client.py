@@ -917,8 +917,10 @@ def test_a_deadline_gone_before_the_first_request_says_no_attempt_was_made(
 
 
 @contextlib.contextmanager
-def items_added(devvault: DevVaultServer, *titles: str) -> Iterator[list[str]]:
-    """Put password items with these titles into Team Vault for the test; their ids, in order."""
+def items_added(devvault: DevVaultServer, *titles: str, empty: bool = False) -> Iterator[list[str]]:
+    """Put password items with these titles into Team Vault for the test; their ids, in order.
+
+    Each has one field ``v`` (``empty``: without a value, as Connect answers for a field left empty)."""
     team = next(v for v in devvault.data.vaults if v["name"] == "Team Vault")["id"]
     added = [
         {
@@ -929,7 +931,10 @@ def items_added(devvault: DevVaultServer, *titles: str) -> Iterator[list[str]]:
             "trashed": False,
             "version": 1,
             "sections": [],
-            "fields": [{"id": "f", "type": "STRING", "purpose": "", "label": "v", "value": f"value of {title}"}],
+            "fields": [
+                {"id": "f", "type": "STRING", "purpose": "", "label": "v"}
+                | ({} if empty else {"value": f"value of {title}"})
+            ],
         }
         for n, title in enumerate(titles, start=1)
     ]
@@ -980,3 +985,9 @@ def test_the_connection_pool_is_sized_from_max_workers(make_client: MakeClient, 
     which is how the cap was lost before -- the pool kept httpx's default of 100."""
     transport = make_client(max_workers=max_workers)._sdk.session._transport
     assert transport._pool._max_connections == pool
+
+
+def test_a_field_left_empty_is_an_error_naming_it(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    with items_added(devvault, "Half Filled", empty=True), pytest.raises(OnePasswordError) as err:
+        make_client().resolve_many({"API_KEY": {"opitem": "Half Filled", "opfield": "v"}})
+    assert str(err.value) == "API_KEY: field 'v' of item 'Half Filled' has no value"

@@ -175,9 +175,12 @@ def test_short_secret_gets_a_warning_naming_it_not_its_value(
     client = make_client()
     with caplog.at_level("WARNING"):
         client.resolve_many({"TWO": {"opitem": "airflow/variables/two_fields", "opfield": "second",
-                                     "opvault": "Airflow Vault"}})  # fmt: skip
-    warned = [r.getMessage() for r in caplog.records if "too short" in r.getMessage()]
-    assert len(warned) == 1 and "TWO" in warned[0]
+                                     "opvault": "Airflow Vault"},
+                             "LONG_ENOUGH": {"opitem": "Knack", "opfield": "prod.appId"}})  # fmt: skip
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "TWO (op://Airflow Vault/airflow/variables/two_fields/second) is too short for Airflow to mask (under "
+        "[logging] min_length_masked_secret characters): it will show in clear if printed"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- 3. extras

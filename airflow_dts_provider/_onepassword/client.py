@@ -341,7 +341,7 @@ class OnePasswordClient:
         try:
             return vault_id, self._index(vault_id, vault)
         except VaultNotFoundError:
-            if vault_id != vault or not looks_like_id(vault):
+            if not looks_like_id(vault):  # a name was looked up already
                 raise
         # A 26-character lowercase vault *name*: not an id after all, look it up by name.
         vault_id = self._vault_id(vault, by_name=True)
