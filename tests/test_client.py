@@ -991,3 +991,25 @@ def test_a_field_left_empty_is_an_error_naming_it(make_client: MakeClient, devva
     with items_added(devvault, "Half Filled", empty=True), pytest.raises(OnePasswordError) as err:
         make_client().resolve_many({"API_KEY": {"opitem": "Half Filled", "opfield": "v"}})
     assert str(err.value) == "API_KEY: field 'v' of item 'Half Filled' has no value"
+
+
+def test_parallel_fetches_keep_the_callers_deadline(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    """Items are fetched on pool threads; each carries the caller's total_timeout (a copied context).
+    Without it, every thread would retry its 503s to max_retries and report attempts, not the deadline."""
+    devvault.faults.update({"fail_status": 503, "fail_count": 999, "path_contains": "/items/"})
+    client = make_client(total_timeout=0.5, max_retries=10, backoff=0.2, max_backoff=0.5)
+    with pytest.raises(OnePasswordUnavailableError) as err:
+        client.resolve_many(TEAM_SHAPE)  # 5 items: fetched in parallel
+    assert str(err.value).startswith(
+        f"1Password Connect at {devvault.url} gave no answer for the item within the 0.5s total deadline "
+        "(total_timeout; last problem: HTTP 503"
+    ), str(err.value)
+
+
+def test_a_reference_without_vault_and_no_default_says_how_to_name_one(make_client: MakeClient) -> None:
+    with pytest.raises(InvalidReferenceError) as err:
+        make_client(vault=None).resolve({"opitem": "Knack", "opfield": "prod.appId"})
+    assert str(err.value) == (
+        "'op://<default vault>/Knack/prod/appId' names no vault: add 'opvault' or set the default vault "
+        "(connection extra 'vault', OP_VAULT or OP_VAULT_ID)"
+    )
