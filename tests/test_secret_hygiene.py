@@ -385,14 +385,17 @@ def test_valid_json_of_the_wrong_shape_is_a_onepassword_error_naming_the_endpoin
     assert any(endpoint in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(("case", "kind"), [("item list entry without id", "item list"),
+                                           ("vault list entry without id", "vault list")])  # fmt: skip
 def test_an_entry_without_id_is_described_by_its_json_kind(
-    shape_server: Callable[[dict[str, Any]], ShapeServer],
+    shape_server: Callable[[dict[str, Any]], ShapeServer], case: str, kind: str
 ) -> None:
-    server = shape_server(SHAPES["item list entry without id"][0])
+    answers, endpoint = SHAPES[case]
+    server = shape_server(answers)
     client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
     with pytest.raises(OnePasswordError) as raised:
         client.resolve("op://V/item/field")
-    assert str(raised.value).endswith(f"answered the item list ({ITEMS}) with an entry that has no id (an object)")
+    assert str(raised.value).endswith(f"answered the {kind} ({endpoint}) with an entry that has no id (an object)")
 
 
 def test_an_unreadable_item_is_described_by_the_error_type_only(
