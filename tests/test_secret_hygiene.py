@@ -36,7 +36,7 @@ from airflow_dts_provider._onepassword import (
     scrub_parts,
     scrub_text,
 )
-from airflow_dts_provider._onepassword.client import _describe_transport_error
+from airflow_dts_provider._onepassword.client import _describe_transport_error, without_userinfo
 from airflow_dts_provider._onepassword.masking import is_too_short
 from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook, settings_from_connection
@@ -85,6 +85,19 @@ def test_transport_error_text_loses_credentials() -> None:
     text = _describe_transport_error(err, settings)
     assert TOKEN not in text and "pw123456" not in text and "ann" not in text
     assert text.startswith("peer reset")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://ann:p@ss-secret@op:8080/x", "http://op:8080/x"),  # an unescaped '@' in the password
+        ("http://ann@op:8080", "http://op:8080"),
+        ("http://op:8080/", "http://op:8080/"),
+        ("http://[::1:8080/ann:pw-secret", "<invalid URL>"),  # urlsplit refuses it: nothing of it is shown
+    ],
+)
+def test_hosts_are_shown_without_their_userinfo(url: str, shown: str) -> None:
+    assert without_userinfo(url) == shown
 
 
 # ---------------------------------------------------------------------------------------------- 2. lines
