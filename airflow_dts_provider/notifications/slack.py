@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import BaseHook, BaseNotifier
+
+if TYPE_CHECKING:
+    from slack_sdk.http_retry import RetryHandler
 
 KINDS = {
     "failure": (":red_circle:", "Task failed"),
@@ -209,7 +212,7 @@ class SlackNotifier(BaseNotifier):
                 f"Slack rate limit: Retry-After {rate_limit.refused_wait:g}s exceeds {self.max_retry_after:g}s"
             ) from err
 
-    def _send_to_webhook(self, text: str, blocks: list[dict[str, Any]], retry: list[Any]) -> None:
+    def _send_to_webhook(self, text: str, blocks: list[dict[str, Any]], retry: list[RetryHandler]) -> None:
         from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
         webhook = SlackWebhookHook(slack_webhook_conn_id=self.slack_conn_id, timeout=self.timeout, retry_handlers=retry)
@@ -217,7 +220,9 @@ class SlackNotifier(BaseNotifier):
         webhook.send(text=text, blocks=blocks, **extra)
         self.log.info("Slack %s alert sent through webhook connection %r", self.kind, self.slack_conn_id)
 
-    def _send_to_api(self, text: str, blocks: list[dict[str, Any]], conn_channel: Any, retry: list[Any]) -> None:
+    def _send_to_api(
+        self, text: str, blocks: list[dict[str, Any]], conn_channel: Any, retry: list[RetryHandler]
+    ) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
 
         hook = SlackHook(slack_conn_id=self.slack_conn_id, timeout=self.timeout, retry_handlers=retry)
