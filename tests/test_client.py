@@ -997,11 +997,12 @@ def test_parallel_fetches_keep_the_callers_deadline(make_client: MakeClient, dev
     """Items are fetched on pool threads; each carries the caller's total_timeout (a copied context).
     Without it, every thread would retry its 503s to max_retries and report attempts, not the deadline."""
     devvault.faults.update({"fail_status": 503, "fail_count": 999, "path_contains": "/items/"})
-    client = make_client(total_timeout=0.5, max_retries=10, backoff=0.2, max_backoff=0.5)
+    # 10 retries wait at least 0.25 + 9 x 0.5 s: the 2 s deadline comes first, with room for the lists before
+    client = make_client(total_timeout=2, max_retries=10, backoff=0.5, max_backoff=1)
     with pytest.raises(OnePasswordUnavailableError) as err:
         client.resolve_many(TEAM_SHAPE)  # 5 items: fetched in parallel
     assert str(err.value).startswith(
-        f"1Password Connect at {devvault.url} gave no answer for the item within the 0.5s total deadline "
+        f"1Password Connect at {devvault.url} gave no answer for the item within the 2s total deadline "
         "(total_timeout; last problem: HTTP 503"
     ), str(err.value)
 
