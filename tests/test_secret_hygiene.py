@@ -382,16 +382,22 @@ def shape_server() -> Iterator[Callable[[dict[str, Any]], ShapeServer]]:
         server.server_close()
 
 
+def lookup_error(server: ShapeServer) -> OnePasswordError:
+    """The error the client raises looking up op://V/item/field on ``server`` (no retries)."""
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
+    with pytest.raises(OnePasswordError) as raised:
+        client.resolve("op://V/item/field")
+    return raised.value
+
+
 @pytest.mark.parametrize("case", SHAPES)
 def test_valid_json_of_the_wrong_shape_is_a_onepassword_error_naming_the_endpoint(
     case: str, shape_server: Callable[[dict[str, Any]], ShapeServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     answers, endpoint = SHAPES[case]
     server = shape_server(answers)
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
-    with pytest.raises(OnePasswordError) as raised:
-        client.resolve("op://V/item/field")
-    assert type(raised.value) is OnePasswordError and endpoint in str(raised.value)
+    raised = lookup_error(server)
+    assert type(raised) is OnePasswordError and endpoint in str(raised)
     backend = OnePasswordBackend(connect_host=server.url, connect_token=TOKEN, vault="V", connections_prefix="")
     with caplog.at_level("WARNING"):
         assert backend.get_conn_value("item") is None, "the backend logs it and lets Airflow go on"
@@ -405,20 +411,16 @@ def test_an_entry_without_id_is_described_by_its_json_kind(
 ) -> None:
     answers, endpoint = SHAPES[case]
     server = shape_server(answers)
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
-    with pytest.raises(OnePasswordError) as raised:
-        client.resolve("op://V/item/field")
-    assert str(raised.value).endswith(f"answered the {kind} ({endpoint}) with an entry that has no id (an object)")
+    raised = lookup_error(server)
+    assert str(raised).endswith(f"answered the {kind} ({endpoint}) with an entry that has no id (an object)")
 
 
 def test_an_unreadable_item_is_described_by_the_error_type_only(
     shape_server: Callable[[dict[str, Any]], ShapeServer],
 ) -> None:
     server = shape_server(SHAPES["item without id"][0])
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
-    with pytest.raises(OnePasswordError) as raised:
-        client.resolve("op://V/item/field")
-    assert str(raised.value) == (
+    raised = lookup_error(server)
+    assert str(raised) == (
         f"1Password Connect at {server.url} answered the item request ({ITEMS}/{'i' * 26}) with an item this "
         "client cannot read (KeyError)"
     )
