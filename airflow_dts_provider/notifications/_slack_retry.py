@@ -50,8 +50,9 @@ class ShortRateLimitRetry(RetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
+        assert response is not None  # _can_retry agreed only to a 429 response
         state.next_attempt_requested = True
-        time.sleep(retry_after(response) if response is not None else DEFAULT_WAIT)
+        time.sleep(retry_after(response))
         state.increment_current_attempt()
 
 

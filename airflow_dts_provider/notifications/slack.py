@@ -199,12 +199,13 @@ class SlackNotifier(BaseNotifier):
         from airflow_dts_provider.notifications._slack_retry import ShortRateLimitRetry, retry_handlers
 
         rate_limit = ShortRateLimitRetry(self.max_retry_after)
+        retry = retry_handlers(rate_limit)
         conn = BaseHook.get_connection(self.slack_conn_id)
         try:
             if conn.conn_type in WEBHOOK_CONN_TYPES:
-                self._send_to_webhook(text, blocks, retry_handlers(rate_limit))
+                self._send_to_webhook(text, blocks, retry)
             else:
-                self._send_to_api(text, blocks, conn.extra_dejson.get("channel"), retry_handlers(rate_limit))
+                self._send_to_api(text, blocks, conn.extra_dejson.get("channel"), retry)
         except Exception as err:
             if rate_limit.refused_wait is None:
                 raise
