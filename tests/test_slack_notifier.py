@@ -146,15 +146,18 @@ def api_conn(slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> No
     ))  # fmt: skip
 
 
+def webhook_conn(slack: SlackStandIn) -> str:
+    """An incoming-webhook connection posting to the stand-in, as AIRFLOW_CONN_* JSON."""
+    return json.dumps({"conn_type": "slackwebhook", "host": f"{slack.url}/webhook", "password": "T1/B1/X1"})
+
+
 @pytest.fixture(params=["slack", "slackwebhook"])
-def either_conn(request: pytest.FixtureRequest, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> str:
+def either_conn(
+    request: pytest.FixtureRequest, api_conn: None, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """The `slack` connection as a Slack API token or as an incoming webhook: the notifier sends through both."""
-    slack_standin.reset()
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK", json.dumps(
-        {"conn_type": "slack", "password": "xoxb-test-token", "extra": {"base_url": f"{slack_standin.url}/api/"}}
-        if request.param == "slack"
-        else {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T1/B1/X1"}
-    ))  # fmt: skip
+    if request.param == "slackwebhook":
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK", webhook_conn(slack_standin))
     return str(request.param)
 
 
@@ -247,9 +250,7 @@ def test_api_payload_channel_icon_and_byline(
 @pytest.mark.filterwarnings("ignore:You cannot override the default channel")
 def test_webhook_payload_icon_and_byline(slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     slack_standin.reset()
-    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", json.dumps(
-        {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T1/B1/X1"}
-    ))  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", webhook_conn(slack_standin))
     SlackNotifier(slack_conn_id="alerts_hook", icon_emoji=":bus:", username="DTS Airflow")(sdk_context())
     SlackNotifier(slack_conn_id="alerts_hook")(sdk_context())
     first, second = (m["body"] for m in slack_standin.messages)
@@ -493,9 +494,7 @@ def test_a_dag_without_a_template_environment_still_renders_the_channel(
 def test_api_and_webhook_sends_are_logged_and_carry_the_blocks(
     api_conn: None, slack_standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", json.dumps(
-        {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T1/B1/X1"}
-    ))  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", webhook_conn(slack_standin))
     SlackNotifier(kind="critical", mentions=[])(sdk_context())
     SlackNotifier(kind="success", slack_conn_id="alerts_hook")(sdk_context())
     api, webhook = slack_standin.messages
