@@ -287,17 +287,8 @@ def test_index_refresh_on_miss_is_rate_limited(make_client: MakeClient, devvault
 def test_new_item_is_found_after_refresh(make_client: MakeClient, devvault: DevVaultServer) -> None:
     client = make_client(index_refresh_interval=0)
     client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
-    team = next(v for v in devvault.data.vaults if v["name"] == "Team Vault")["id"]
-    field = {"id": "f", "type": "STRING", "purpose": "", "label": "v", "value": "new"}
-    added = {
-        "id": "zz" * 13, "title": "Added Later", "vault": {"id": team}, "category": "PASSWORD", "trashed": False,
-        "version": 1, "sections": [], "fields": [field],
-    }  # fmt: skip
-    devvault.data.items[team].append(added)
-    try:
-        assert client.resolve({"opitem": "Added Later", "opfield": "v"}) == "new"
-    finally:
-        devvault.data.items[team].remove(added)
+    with items_added(devvault, "Added Later"):
+        assert client.resolve({"opitem": "Added Later", "opfield": "v"}) == "value of Added Later"
 
 
 def test_sixteen_threads_share_one_request_per_item(make_client: MakeClient, devvault: DevVaultServer) -> None:
@@ -921,7 +912,7 @@ def items_added(devvault: DevVaultServer, *titles: str, empty: bool = False) -> 
     """Put password items with these titles into Team Vault for the test; their ids, in order.
 
     Each has one field ``v`` (``empty``: without a value, as Connect answers for a field left empty)."""
-    team = next(v for v in devvault.data.vaults if v["name"] == "Team Vault")["id"]
+    team = vault_id(devvault.data, "Team Vault")
     added = [
         {
             "id": f"{n:026d}".replace("0", "q"),
