@@ -90,6 +90,8 @@ class Stack:
     healthchecks: dict[str, list[str]]
     commands: dict[str, list[str]] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restart_policies: dict[str, str] = field(default_factory=dict)  # each service's compose `restart:`
+    restarted: list[str] = field(default_factory=list)  # by supervise(), in order
 
     @property
     def ui(self) -> str:
@@ -103,8 +105,25 @@ class Stack:
         return (self.home / f"{service}.log").read_text(errors="replace")
 
     def alive(self) -> None:
+        """Fail if any service exited: what a test calls when nothing may go down."""
         for name, proc in self.procs.items():
             assert proc.poll() is None, f"{name} exited:\n{self.console(name)[-3000:]}"
+
+    def supervise(self) -> dict[str, int]:
+        """Do what compose's `restart: always` does: start each such service that exited again.
+
+        Returns the services restarted now with their exit codes (their names are also appended to
+        `restarted`); a service a test started under another name has no policy and stays down.
+        """
+        exited = {
+            name: proc.returncode
+            for name, proc in self.procs.items()
+            if proc.poll() is not None and self.restart_policies.get(name) == "always"
+        }
+        for name in exited:
+            self.start(name)
+        self.restarted += exited
+        return exited
 
     def start(self, name: str) -> None:
         """Start (or start again) one service; its console is appended to, never truncated."""
@@ -115,11 +134,6 @@ class Stack:
 
     def stop(self, name: str) -> None:
         _stop(self.procs.pop(name))
-
-    def status(self) -> dict[str, str]:
-        return {
-            name: "running" if proc.poll() is None else f"exited {proc.returncode}" for name, proc in self.procs.items()
-        }
 
 
 def to_local(value: str, ports: dict[str, int]) -> str:
@@ -198,6 +212,7 @@ def running_stack(
         name: [to_local(part, ports) for part in services[name]["healthcheck"]["test"]] for name in HEALTHCHECKED
     }
     stack = Stack(home, ports, envs, healthchecks)
+    stack.restart_policies = {name: str(service.get("restart", "no")) for name, service in services.items()}
     airflow = str(Path(sys.executable).with_name("airflow"))
     for name in LONG_RUNNING:
         stack.commands[name] = [airflow, *services[name]["command"]]
@@ -296,10 +311,8 @@ def up() -> int:
         print(f"  Docker engine:        {docker_host or 'none (scripts/podman-setup failed)'}", flush=True)
         print("  stop: Ctrl-C or scripts/stack down", flush=True)
         while not stop:
-            for name, status in stack.status().items():
-                if status != "running":
-                    print(f"scripts/stack: {name} {status}; tearing down", file=sys.stderr, flush=True)
-                    stop = True
+            for name, code in stack.supervise().items():
+                print(f"scripts/stack: {name} exited {code}; started again (compose: restart: always)", flush=True)
             time.sleep(1)
         print("scripts/stack: tearing down", flush=True)
     STATE.unlink(missing_ok=True)

@@ -197,7 +197,7 @@ def wait_until(
     condition: Callable[[], bool],
     timeout: float = 15,
     what: str = "condition",
-    alive: Callable[[], None] | None = None,
+    alive: Callable[[], object] | None = None,
     interval: float = 0.2,
 ) -> None:
     """Poll `condition` until it holds; `alive` may raise early (e.g. when a process it needs exited)."""
@@ -454,12 +454,16 @@ class Postgres:
     data: Path | None = None  # the cluster's data folder and server options, to restart it
     options: str = ""
 
-    def restart(self) -> None:
-        """Restart the server (fast shutdown: every connection is dropped), as a database fault."""
+    def restart(self, down_for: float = 0) -> None:
+        """Stop the server (fast shutdown: every connection is dropped), keep it down `down_for` s, start it."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+        time.sleep(down_for)
+        self._pg_ctl("-w", "start")
+
+    def _pg_ctl(self, *args: str) -> None:
         assert self.data is not None
-        pg_ctl = _postgres_bin("pg_ctl")
         log = self.data.parent / "server.log"
-        command = [pg_ctl, "-D", str(self.data), "-o", self.options, "-l", str(log), "-m", "fast", "-w", "restart"]
+        command = [_postgres_bin("pg_ctl"), "-D", str(self.data), "-o", self.options, "-l", str(log), *args]
         subprocess.run(_as_postgres(command), check=True, capture_output=True, timeout=120)
 
     def new_database(self, name: str) -> str:
