@@ -1005,3 +1005,19 @@ def test_a_reference_without_vault_and_no_default_says_how_to_name_one(make_clie
         "'op://<default vault>/Knack/prod/appId' names no vault: add 'opvault' or set the default vault "
         "(connection extra 'vault', OP_VAULT or OP_VAULT_ID)"
     )
+
+
+def test_a_connection_connect_closed_while_idle_is_not_reused(vault_data: VaultData) -> None:
+    """Connect drops idle keep-alive connections (the dev vault after `idle_timeout`). The next lookup
+    must see that (httpcore asks the stream whether it is readable) and open a new connection: reusing the
+    dead one would cost a failed attempt, counted by the client but never seen by the server."""
+    server = DevVaultServer(vault_data, token=TOKEN, idle_timeout=0.2).start()
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="Team Vault", cache_ttl=0))
+    try:
+        assert client.resolve(SPEC) == "knack-prod-app"
+        time.sleep(0.6)  # the server has closed the pooled connection by now
+        assert client.resolve(SPEC) == "knack-prod-app"
+        assert client.stats.by_kind == server.stats()["by_kind"] == {"vault list": 2, "item list": 2, "item": 2}
+    finally:
+        client.close()
+        server.stop()

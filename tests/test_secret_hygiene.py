@@ -8,6 +8,7 @@ tests/test_secret_hygiene_e2e.py.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import logging
@@ -308,6 +309,57 @@ def test_a_slow_connect_server_cannot_hold_a_lookup_past_its_total_deadline(mode
         client.close()
     assert 2.5 <= took < 4.0, f"lookup took {took:.1f}s with total_timeout=3"
     assert f"127.0.0.1:{server.port}" in str(raised.value)
+
+
+@contextlib.contextmanager
+def full_listen_queue() -> Iterator[int]:
+    """A port whose listen queue is full: Linux drops further SYNs, so a connect to it just waits."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):  # takes the queue's one place
+            yield port
+
+
+def error_within(client: OnePasswordClient, seconds: float) -> str:
+    """The error text of a lookup, which must end within `seconds` (a hang fails here, not in a CI timeout)."""
+    outcome: list[str] = []
+
+    def lookup() -> None:
+        try:
+            client.resolve("op://V/item/field")
+        except OnePasswordError as err:
+            outcome.append(str(err))
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the lookup was still running after {seconds}s"
+    assert outcome, "the lookup ended without a OnePasswordError"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("stall", ["connect", "TLS handshake"])
+def test_each_attempt_ends_after_timeout_where_the_connection_stalls(stall: str) -> None:
+    """A connect with no SYN-ACK, or a TLS handshake never answered, ends each attempt after `timeout`;
+    the attempts are retried within total_timeout and the error says what happened."""
+    with contextlib.ExitStack() as cleanup:
+        if stall == "connect":
+            host = f"http://127.0.0.1:{cleanup.enter_context(full_listen_queue())}"
+        else:
+            server = SlowServer("silent")  # reads the ClientHello, then says nothing
+            cleanup.callback(server.stop)
+            host = f"https://127.0.0.1:{server.port}"
+        settings = ConnectSettings(
+            host=host, token=TOKEN, vault="V", timeout=0.5, total_timeout=5, max_retries=2, backoff=0.1
+        )  # fmt: skip
+        client = OnePasswordClient(settings)
+        cleanup.callback(client.close)
+        error = error_within(client, 4)
+    assert error == (
+        f"1Password Connect at {host} is unavailable for the vault list after 3 attempt(s): timed out after 0.5s"
+    )
 
 
 def test_total_deadline_covers_parallel_item_fetches(devvault: DevVaultServer, make_client: Any) -> None:

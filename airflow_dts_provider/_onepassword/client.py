@@ -591,15 +591,16 @@ _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("onepas
 
 
 def _remaining() -> float:
+    """Seconds left of the current lookup: every request runs inside ``OnePasswordClient._deadline``."""
     deadline = _DEADLINE.get()
-    return float("inf") if deadline is None else deadline - time.monotonic()
+    if deadline is None:
+        raise RuntimeError("a 1Password Connect request was sent outside a lookup's total deadline")
+    return deadline - time.monotonic()
 
 
 def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
     """The socket timeout for one network operation: never past the lookup's deadline."""
     remaining = _remaining()
-    if remaining == float("inf"):
-        return timeout
     if remaining <= 0:
         raise error("the lookup's total deadline has passed")
     return remaining if timeout is None else min(timeout, remaining)
@@ -635,6 +636,12 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with each connection bounded by the lookup's deadline.
+
+    Only ``connect_tcp`` is overridden: the transport has no ``uds`` (no unix sockets) and no connect
+    retries (httpcore never calls ``sleep``), so the base class's versions of those are never reached.
+    """
+
     def __init__(self, backend: httpcore.NetworkBackend):
         self._backend = backend
 
@@ -648,15 +655,6 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
 
 
 def _tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
