@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import json
 import logging
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +39,7 @@ from airflow_dts_provider._onepassword.client import (
 )
 from airflow_dts_provider._onepassword.models import totp_now
 from airflow_dts_provider.devvault import DevVaultServer, VaultData
-from tests.conftest import CANARY, TOKEN, free_port, item_ids, vault_id
+from tests.conftest import CANARY, TOKEN, free_port, item_ids, require_binary, vault_id
 
 MakeClient = Callable[..., OnePasswordClient]
 
@@ -384,6 +386,47 @@ def test_client_errors_are_not_retried(make_client: MakeClient, devvault: DevVau
     with pytest.raises(expected):
         make_client().resolve(SPEC)
     assert devvault.stats()["by_kind"]["item"] == 1
+
+
+def test_an_unexpected_status_is_an_error_naming_it_and_not_retried(
+    make_client: MakeClient, devvault: DevVaultServer
+) -> None:
+    devvault.faults.update({"fail_status": 400, "fail_count": 99, "path_contains": "/items/"})
+    with pytest.raises(OnePasswordError) as err:
+        make_client().resolve(SPEC)
+    assert str(err.value) == f"1Password Connect at {devvault.url} answered HTTP 400 for the item: injected fault"
+    assert devvault.stats()["by_kind"]["item"] == 1
+
+
+def test_a_retry_that_cannot_fit_in_the_deadline_is_not_waited_for(
+    make_client: MakeClient, devvault: DevVaultServer
+) -> None:
+    """After 1 of 2 attempts the next would wait 1-2 s, past the 0.8 s deadline: the lookup ends at once,
+    and says the deadline ended it -- not that both attempts were made."""
+    devvault.faults.update({"fail_status": 503, "fail_count": 99})
+    client = make_client(max_retries=1, backoff=2, max_backoff=2, total_timeout=0.8)
+    started = time.monotonic()
+    with pytest.raises(OnePasswordUnavailableError) as err:
+        client.resolve(SPEC)
+    assert time.monotonic() - started < 0.8
+    assert str(err.value) == (
+        f"1Password Connect at {devvault.url} gave no answer for the vault list within the 0.8s total deadline "
+        "(total_timeout; last problem: HTTP 503: injected fault)"
+    )
+    assert client.stats.requests == devvault.request_count == 1
+
+
+def test_retries_used_up_before_the_deadline_say_how_many_however_close_the_deadline(
+    make_client: MakeClient, devvault: DevVaultServer
+) -> None:
+    devvault.faults.update({"fail_status": 503, "fail_count": 99})
+    client = make_client(max_retries=2, backoff=0.01, max_backoff=0.01, total_timeout=0.9)
+    with pytest.raises(OnePasswordUnavailableError) as err:
+        client.resolve(SPEC)
+    assert str(err.value) == (
+        f"1Password Connect at {devvault.url} is unavailable for the vault list after 3 attempt(s): "
+        "HTTP 503: injected fault"
+    )
 
 
 def test_slow_server_times_out_within_bound(make_client: MakeClient, devvault: DevVaultServer) -> None:
@@ -892,6 +935,21 @@ def test_an_https_connect_is_trusted_with_its_certificate_and_only_then(https_va
     assert str(missing.value) == (
         "The CA certificate file or directory '/nowhere/ca.pem' to verify 1Password Connect with does not exist"
     )
+
+
+def test_a_ca_directory_is_trusted_too(https_vault: tuple[str, Path], tmp_path: Path) -> None:
+    """`verify` may name a directory of CA certificates (OpenSSL's hashed layout, as /etc/ssl/certs)."""
+    url, cert_file = https_vault
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    shutil.copy(cert_file, cas / "dev-vault.pem")
+    subprocess.run([require_binary("openssl"), "rehash", str(cas)], check=True, capture_output=True)
+    settings = ConnectSettings(host=url, token=TOKEN, vault="Team Vault", max_retries=0, verify=str(cas))
+    client = OnePasswordClient(settings)
+    try:
+        assert client.resolve("op://Team Vault/Knack/prod/appId") == "knack-prod-app"
+    finally:
+        client.close()
 
 
 def test_a_deadline_gone_before_the_first_request_says_no_attempt_was_made(

@@ -72,9 +72,12 @@ def test_unsendable_request_is_a_config_error_without_header_text_and_not_retrie
     client = make_client(max_retries=3)
     object.__setattr__(client.settings, "token", TOKEN + "\n")
     client._start_process_state()  # rebuild the SDK session with the bad token, as a fresh client would
-    with pytest.raises(OnePasswordConfigError, match="could not be sent") as raised:
+    with pytest.raises(OnePasswordConfigError) as raised:
         client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
-    assert TOKEN not in str(raised.value) and "Bearer" not in str(raised.value)
+    assert str(raised.value) == (
+        f"the request to 1Password Connect at {devvault.url} for the vault list could not be sent: the host or "
+        "token is not valid in an HTTP request; check the connection's host and password"
+    )
     assert raised.value.__cause__ is None and raised.value.__context__ is not None  # suppressed, not chained
     assert client.stats.requests == 1, "an unsendable request is not an outage: no retries"
     assert devvault.request_count == 0
@@ -382,13 +385,15 @@ def test_containers_with_secrets_are_removed_unless_the_author_opts_out() -> Non
 
 # ---------------------------------------------------------------------------------------------- 7. shapes
 class ShapeServer(http.server.ThreadingHTTPServer):
-    """A Connect stand-in answering fixed JSON per path (shapes a real Connect would never send)."""
+    """A Connect stand-in answering fixed JSON per path (shapes a real Connect would never send); an
+    answer given as bytes is sent as it is."""
 
     def __init__(self, answers: dict[str, Any]):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
-                body = json.dumps(answers.get(path, {"status": 404, "message": "nope"})).encode()
+                answer = answers.get(path, {"status": 404, "message": "nope"})
+                body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(200 if path in answers else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -475,6 +480,19 @@ def test_an_unreadable_item_is_described_by_the_error_type_only(
     assert str(raised) == (
         f"1Password Connect at {server.url} answered the item request ({ITEMS}/{'i' * 26}) with an item this "
         "client cannot read (KeyError)"
+    )
+
+
+def test_a_200_that_is_not_json_is_retried_and_reported_without_its_body(
+    shape_server: Callable[[dict[str, Any]], ShapeServer],
+) -> None:
+    """A proxy's maintenance page answered with 200: waiting may fix it, and the page is never quoted."""
+    server = shape_server({"/v1/vaults": b"<html>maintenance; token in page</html>"})
+    raised = lookup_error(server)
+    assert type(raised) is OnePasswordUnavailableError
+    assert str(raised) == (
+        f"1Password Connect at {server.url} is unavailable for the vault list after 1 attempt(s): "
+        "HTTP 200 with a body that is not JSON"
     )
 
 

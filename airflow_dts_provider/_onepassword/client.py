@@ -510,7 +510,7 @@ class OnePasswordClient:
                     f"(HTTP {status}: {message}); check the token and that it can read this vault"
                 )
             if status == 404:
-                raise _NotFound(message)
+                raise _NotFound
             if status == 429 or status >= 500:
                 cause = f"HTTP {status}: {message}"
                 retry_after = _retry_after(response)
