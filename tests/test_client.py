@@ -507,8 +507,11 @@ def test_get_item_registers_the_items_secret_values(
 
 
 def test_forked_child_keeps_the_cache_but_not_the_threads(make_client: MakeClient, devvault: DevVaultServer) -> None:
-    """Airflow forks (DAG parsing, LocalExecutor, task supervisor): a child must work and not hang."""
+    """Airflow forks (DAG parsing, LocalExecutor, task supervisor): a child must work and not hang,
+    and may ask for the shared client (its lock is new: the parent's could have been held at the fork)."""
     import os
+
+    from airflow_dts_provider._onepassword import shared_client
 
     client = make_client()
     client.resolve_many(TEAM_SHAPE)  # starts the pool threads and warms the cache in the parent
@@ -521,7 +524,8 @@ def test_forked_child_keeps_the_cache_but_not_the_threads(make_client: MakeClien
             fresh = client.resolve_many(
                 {"A": {"opitem": "Dotted", "opfield": "plain"}, "B": {"opitem": "Canary", "opfield": "other"}}
             ) == {"A": "dotted-item-plain", "B": "canary-other-field"}
-            code = 0 if cached and fresh else 1
+            shared = shared_client(client.settings) is shared_client(client.settings)
+            code = 0 if cached and fresh and shared else 1
         finally:
             os._exit(code)
     deadline = time.monotonic() + 20
