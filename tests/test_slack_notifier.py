@@ -201,6 +201,17 @@ def test_short_rate_limit_is_retried_once(
     assert logged_messages(capfd.readouterr().out) == [sent[either_conn]]
 
 
+def test_a_second_rate_limit_in_a_row_is_not_retried(
+    either_conn: str, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture
+) -> None:
+    """One retry per alert: a failure callback does not keep waiting on Slack's limit."""
+    slack_standin.plan.extend([("rate_limit", 0), ("rate_limit", 0)])
+    SlackNotifier(kind="failure")(dict(CONTEXT))
+    assert [m["fault"] for m in slack_standin.messages] == [("rate_limit", 0), ("rate_limit", 0)]
+    out = capfd.readouterr().out  # the API's error text spans two lines: look for the line's start
+    assert "Slack failure alert not sent (" in out and "alert sent" not in out, out
+
+
 def test_long_rate_limit_is_given_up_at_once(
     either_conn: str, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture
 ) -> None:
@@ -213,7 +224,7 @@ def test_long_rate_limit_is_given_up_at_once(
     ]
 
 
-def test_slow_slack_times_out(api_conn: None, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture) -> None:
+def test_slow_slack_times_out(either_conn: str, slack_standin: SlackStandIn, capfd: pytest.CaptureFixture) -> None:
     slack_standin.plan.extend([("slow", 5), ("slow", 5)])
     started = time.monotonic()
     SlackNotifier(kind="failure", timeout=1)(dict(CONTEXT))
