@@ -198,16 +198,25 @@ def test_bad_token_is_unauthorized_and_not_retried(make_client: MakeClient, devv
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"host": ""}, "host is not set"),
-        ({"host": "localhost:8089"}, "must be a URL with a scheme"),
-        ({"token": ""}, "token is not set"),
-        ({"max_retries": 99}, "max_retries must be"),
-        ({"timeout": 0}, "timeout must be > 0"),
+        ({"host": ""}, "1Password Connect host is not set (e.g. http://op-connect:8080)"),
+        ({"host": "   "}, "1Password Connect host is not set (e.g. http://op-connect:8080)"),
+        ({"host": "ann:pw-secret@localhost:8089"},
+         "1Password Connect host 'localhost:8089' must be a URL with a scheme, e.g. http://localhost:8089"),
+        ({"token": ""}, "1Password Connect token is not set"),
+        ({"token": "abc def"}, "1Password Connect token contains whitespace or control characters (often a "
+         "trailing newline copied from a file); remove them from the connection's password or OP_CONNECT_TOKEN"),
+        ({"cache_ttl": -1}, "cache_ttl must be a number >= 0, got -1"),
+        ({"backoff": "1"}, "backoff must be a number >= 0, got '1'"),
+        ({"timeout": 0}, "timeout and total_timeout must be > 0 seconds"),
+        ({"total_timeout": 0}, "timeout and total_timeout must be > 0 seconds"),
+        ({"max_retries": 99}, "max_retries must be an integer 0..10, got 99"),
+        ({"max_workers": 0}, "max_workers must be an integer 1..64, got 0"),
     ],
-)
+)  # fmt: skip
 def test_bad_settings(make_client: MakeClient, settings: dict[str, object], message: str) -> None:
-    with pytest.raises(OnePasswordConfigError, match=message):
+    with pytest.raises(OnePasswordConfigError) as err:
         make_client(**settings)
+    assert str(err.value) == message
 
 
 # -- request counts, caching, concurrency ---------------------------------------------------
@@ -255,6 +264,36 @@ def test_fetches_are_overlapped(make_client: MakeClient, devvault: DevVaultServe
     elapsed = time.monotonic() - started
     # vault list, then 2 index lists in parallel, then 5 items in parallel: 3 round trips
     assert elapsed < 0.2 * 5, f"took {elapsed:.2f}s: fetches were not overlapped"
+
+
+def test_a_cache_ttl_of_one_second_caches(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    client = make_client(cache_ttl=1)
+    client.resolve({"opitem": "Canary", "opfield": "other"})  # first use: imports and masker set up
+    client.resolve(SPEC)
+    client.resolve(SPEC)
+    assert devvault.stats()["by_kind"]["item"] == 2, "Canary once, Knack once"
+
+
+def test_threads_waiting_on_a_failed_fetch_get_its_error(make_client: MakeClient, devvault: DevVaultServer) -> None:
+    """Single flight: one request for the item; when it fails, every thread waiting on it gets that error."""
+    client = make_client(max_retries=0)
+    client.check_vault()  # the vault list and index are cached: the threads meet at the item
+    devvault.faults.update({"latency": 0.3, "fail_status": 503, "fail_count": 99, "path_contains": "/items/"})
+    errors: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            client.resolve(SPEC)
+        except Exception as err:  # the test is which kind
+            errors.append(err)
+
+    threads = [threading.Thread(target=lookup) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert [type(e) for e in errors] == [OnePasswordUnavailableError] * 8
+    assert devvault.stats()["by_kind"]["item"] == 1
 
 
 def test_ttl_expiry_refetches(make_client: MakeClient, devvault: DevVaultServer) -> None:

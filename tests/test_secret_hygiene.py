@@ -31,6 +31,7 @@ from airflow_dts_provider._onepassword import (
     OnePasswordConfigError,
     OnePasswordError,
     OnePasswordUnavailableError,
+    VaultNotFoundError,
     mask,
     mask_json_leaves,
     maskable_parts,
@@ -494,6 +495,34 @@ def test_a_200_that_is_not_json_is_retried_and_reported_without_its_body(
         f"1Password Connect at {server.url} is unavailable for the vault list after 1 attempt(s): "
         "HTTP 200 with a body that is not JSON"
     )
+
+
+def vault_named(shape_server: Callable[[dict[str, Any]], ShapeServer], names: list[str], ask: str) -> str:
+    """The vault id the client picks for `ask` among vaults called `names` (ids a..., b..., ...)."""
+    vaults = [{"id": chr(ord("a") + n) * 26, "name": name} for n, name in enumerate(names)]
+    server = shape_server({"/v1/vaults": vaults, **{f"/v1/vaults/{v['id']}/items": [] for v in vaults}})
+    return OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, max_retries=0)).check_vault(ask)
+
+
+def test_a_vault_name_matches_exactly_first_then_without_case(
+    shape_server: Callable[[dict[str, Any]], ShapeServer],
+) -> None:
+    assert vault_named(shape_server, ["Team", "team"], "team") == "b" * 26, "the exact name wins"
+    assert vault_named(shape_server, ["Team", "team"], "Team") == "a" * 26
+    assert vault_named(shape_server, ["Team Vault"], "team vault") == "a" * 26, "one name equal but for case"
+    with pytest.raises(OnePasswordError) as raised:
+        vault_named(shape_server, ["Team", "TEAM"], "team")
+    assert str(raised.value) == "2 vaults are named 'team'; address the vault by id"
+
+
+def test_a_listed_vault_whose_items_cannot_be_listed_is_not_found_by_the_name_asked(
+    shape_server: Callable[[dict[str, Any]], ShapeServer],
+) -> None:
+    server = shape_server({"/v1/vaults": [VAULT]})  # its item list answers 404
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, max_retries=0))
+    with pytest.raises(VaultNotFoundError) as raised:
+        client.resolve("op://V/item/field")
+    assert str(raised.value) == "1Password vault 'V' not found or not shared with this Connect token."
 
 
 def test_trashed_items_of_an_item_list_are_skipped(shape_server: Callable[[dict[str, Any]], ShapeServer]) -> None:
