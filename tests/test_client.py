@@ -266,6 +266,26 @@ def test_fetches_are_overlapped(make_client: MakeClient, devvault: DevVaultServe
     assert elapsed < 0.2 * 5, f"took {elapsed:.2f}s: fetches were not overlapped"
 
 
+def at_once(count: int, lookup: Callable[[], str]) -> list[str | BaseException]:
+    """Run `lookup` on `count` threads released together; each thread's value or error."""
+    barrier = threading.Barrier(count)
+    outcomes: list[str | BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(lookup())
+        except BaseException as err:  # each thread's error is the result here
+            outcomes.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
 def test_a_cache_ttl_of_one_second_caches(make_client: MakeClient, devvault: DevVaultServer) -> None:
     client = make_client(cache_ttl=1)
     client.resolve({"opitem": "Canary", "opfield": "other"})  # first use: imports and masker set up
@@ -279,20 +299,8 @@ def test_threads_waiting_on_a_failed_fetch_get_its_error(make_client: MakeClient
     client = make_client(max_retries=0)
     client.check_vault()  # the vault list and index are cached: the threads meet at the item
     devvault.faults.update({"latency": 0.3, "fail_status": 503, "fail_count": 99, "path_contains": "/items/"})
-    errors: list[BaseException] = []
-
-    def lookup() -> None:
-        try:
-            client.resolve(SPEC)
-        except Exception as err:  # the test is which kind
-            errors.append(err)
-
-    threads = [threading.Thread(target=lookup) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert [type(e) for e in errors] == [OnePasswordUnavailableError] * 8
+    outcomes = at_once(8, lambda: client.resolve(SPEC))
+    assert [type(o) for o in outcomes] == [OnePasswordUnavailableError] * 8
     assert devvault.stats()["by_kind"]["item"] == 1
 
 
@@ -335,23 +343,8 @@ def test_new_item_is_found_after_refresh(make_client: MakeClient, devvault: DevV
 def test_sixteen_threads_share_one_request_per_item(make_client: MakeClient, devvault: DevVaultServer) -> None:
     devvault.faults.latency = 0.2
     client = make_client()
-    barrier = threading.Barrier(16)
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            barrier.wait()
-            results.append(client.resolve({"opitem": "Knack", "opfield": "prod.apiKey"}))
-        except BaseException as err:  # pragma: no cover - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not errors and results == ["knack-prod-key"] * 16
+    outcomes = at_once(16, lambda: client.resolve({"opitem": "Knack", "opfield": "prod.apiKey"}))
+    assert outcomes == ["knack-prod-key"] * 16
     assert devvault.stats()["by_kind"] == {"vault list": 1, "item list": 1, "item": 1}
 
 
