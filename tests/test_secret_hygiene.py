@@ -518,11 +518,9 @@ def test_a_vault_name_matches_exactly_first_then_without_case(
 def test_a_listed_vault_whose_items_cannot_be_listed_is_not_found_by_the_name_asked(
     shape_server: Callable[[dict[str, Any]], ShapeServer],
 ) -> None:
-    server = shape_server({"/v1/vaults": [VAULT]})  # its item list answers 404
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, max_retries=0))
-    with pytest.raises(VaultNotFoundError) as raised:
-        client.resolve("op://V/item/field")
-    assert str(raised.value) == "1Password vault 'V' not found or not shared with this Connect token."
+    raised = lookup_error(shape_server({"/v1/vaults": [VAULT]}))  # its item list answers 404
+    assert type(raised) is VaultNotFoundError
+    assert str(raised) == "1Password vault 'V' not found or not shared with this Connect token."
 
 
 def test_trashed_items_of_an_item_list_are_skipped(shape_server: Callable[[dict[str, Any]], ShapeServer]) -> None:
