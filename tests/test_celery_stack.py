@@ -42,7 +42,7 @@ from tests.test_deploy_compose import config
 from tests.test_secrets_backend_airflow import EXPECTED_DIGESTS
 
 DAG_ID = "secrets_backend_e2e"
-HEARTBEAT_TIMEOUT = 45  # [scheduler] task_instance_heartbeat_timeout for this stack, in seconds
+HEARTBEAT_TIMEOUT = 60  # [scheduler] task_instance_heartbeat_timeout for this stack, in seconds
 CARELESS_DAG_ID = "careless_logging_e2e"
 # A task that prints a secret by mistake, the way a DAG author might while debugging.
 CARELESS_DAG = """
@@ -129,6 +129,30 @@ def team_slow_e2e():
     slow()
 
 
+@dag(schedule=None, start_date=START, catchup=False)
+def team_outage_e2e():
+    @task
+    def works_through(run_id=None, ti=None):
+        import os
+        import pathlib
+        import time
+
+        from airflow.sdk import Variable
+
+        # tell the test to take Postgres down now, for 35 s
+        pathlib.Path(os.environ["DTS_E2E_SIGNAL_DIR"], run_id).touch()
+        time.sleep(2)
+        # each second, during the outage and after it: a Variable kept in 1Password (read by the
+        # worker's secrets backend, no database) and an XCom (through the API server to the database)
+        end = time.monotonic() + 45
+        while time.monotonic() < end:
+            assert Variable.get("dag_tag") == "tag-from-1password"
+            ti.xcom_push(key="tick", value=round(end - time.monotonic()))
+            time.sleep(1)
+
+    works_through()
+
+
 # A DAG as the team writes them for jobs that may be retried: one retry, soon.
 RETRY_SOON = {"retries": 1, "retry_delay": pendulum.duration(seconds=3)}
 
@@ -168,6 +192,7 @@ team_slack_down_e2e()
 team_load_e2e()
 team_slow_e2e()
 team_retried_e2e()
+team_outage_e2e()
 """
 
 
@@ -182,8 +207,10 @@ def stack(
     (dags / f"{CARELESS_DAG_ID}.py").write_text(CARELESS_DAG)
     (dags / "team_e2e.py").write_text(TEAM_DAGS)
     (home / "digests").mkdir()
+    (home / "signals").mkdir()
     extra = {
         "DTS_E2E_DIGEST_DIR": str(home / "digests"),
+        "DTS_E2E_SIGNAL_DIR": str(home / "signals"),
         # Slack is on the internet: a local stand-in takes the webhook, and a closed port plays "unreachable"
         "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(
             {"conn_type": "slackwebhook", "host": f"{slack_standin.url}/webhook", "password": "T000/B000/XXXX"}
@@ -559,6 +586,14 @@ def start_slow_run(stack: Stack, api: httpx.Client, dag_id: str = "team_slow_e2e
     return run_id
 
 
+def task_story(stack: Stack, dag_id: str, run_id: str) -> str:
+    """What a failed run's task log files and the worker and scheduler consoles end with: a failure's diagnosis."""
+    logs = sorted(stack.home.glob(f"logs/dag_id={dag_id}/run_id={run_id}/**/*.log"))
+    parts = [f"--- {p.relative_to(stack.home)}\n{p.read_text(errors='replace')[-3000:]}" for p in logs]
+    parts += [f"--- {name} console\n{stack.console(name)[-4000:]}" for name in ("airflow-worker", "airflow-scheduler")]
+    return "\n".join(parts)
+
+
 def assert_nothing_stuck(api: httpx.Client) -> None:
     stuck = api.get("/dags/~/dagRuns", params={"state": ["running", "queued"]}).json()["dag_runs"]
     assert stuck == [], [(r["dag_id"], r["dag_run_id"], r["state"]) for r in stuck]
@@ -576,22 +611,31 @@ def test_scheduler_killed_mid_run_and_restarted(stack: Stack, api: httpx.Client)
     assert_nothing_stuck(api)
 
 
-def test_postgres_down_mid_run(stack: Stack, api: httpx.Client, postgres: Postgres) -> None:
-    """Postgres down for 10 s while a task runs (a restart that takes a while: an upgrade, a host reboot).
+def test_postgres_down_while_a_task_runs(stack: Stack, api: httpx.Client, postgres: Postgres) -> None:
+    """Postgres down for 35 s (a restart that takes a while: an upgrade, a host reboot) as a task runs.
 
-    Airflow's scheduler and DAG processor loops do not retry a refused connection: they exit, and
-    compose's `restart: always` (Stack.supervise here) starts them again until the database answers.
-    Nothing else may exit, and the run in flight and the next run go through.
+    A task's XComs, heartbeats and its end go through the API server, which answers 500 while the
+    database is down. Airflow's task client gives up after 5 tries (4-15 s of waits), so the task
+    failed; compose gives it 12 tries 5-10 s apart (60-90 s). Variables kept in 1Password need no
+    database at all. Airflow's scheduler and DAG processor loops do not retry a refused connection:
+    they exit, and compose's `restart: always` (Stack.supervise here) starts them again. Nothing
+    else may exit; the run and the next one succeed.
     """
-    run_id = start_slow_run(stack, api)
+    run_id = trigger(stack, api, "team_outage_e2e")
+    down = stack.home / "signals" / run_id
+    wait_until(down.exists, 120, "the task to start its loop", stack.alive, 0.2)
     restarted_before = len(stack.restarted)
-    postgres.restart(down_for=10)
+    postgres.restart(down_for=35)
     back = time.monotonic()
-    assert wait_for_run(stack, api, "team_slow_e2e", run_id, restart_exited=True) == "success"
+    state = wait_for_run(stack, api, "team_outage_e2e", run_id, restart_exited=True)
+    assert state == "success", task_story(stack, "team_outage_e2e", run_id)
+    # its loop went on to the end: the last XCom was pushed in its last second
+    tick = api.get(f"/dags/team_outage_e2e/dagRuns/{run_id}/taskInstances/works_through/xcomEntries/tick").json()
+    assert tick["value"] in (0, 1, "0", "1"), tick
     restarted = stack.restarted[restarted_before:]
     print(
-        f"Postgres down 10 s mid-task: the run finished {time.monotonic() - back:.0f} s after it was back; "
-        f"restarted by the restart policy: {restarted or 'nothing'}"
+        f"Postgres down 35 s while a task read a Variable and pushed an XCom each second: the run finished "
+        f"{time.monotonic() - back:.0f} s after it was back; restarted by the restart policy: {restarted or 'nothing'}"
     )
     assert set(restarted) <= {"airflow-scheduler", "airflow-dag-processor"}, restarted
     stack.alive()
