@@ -35,6 +35,7 @@ from airflow_dts_provider._onepassword.client import (
     _describe_transport_error,
     _error_message,
     _json_kind,
+    _remaining,
     _retry_after,
 )
 from airflow_dts_provider._onepassword.models import totp_now
@@ -210,13 +211,40 @@ def test_bad_token_is_unauthorized_and_not_retried(make_client: MakeClient, devv
         ({"timeout": 0}, "timeout and total_timeout must be > 0 seconds"),
         ({"total_timeout": 0}, "timeout and total_timeout must be > 0 seconds"),
         ({"max_retries": 99}, "max_retries must be an integer 0..10, got 99"),
+        ({"max_retries": 11}, "max_retries must be an integer 0..10, got 11"),
         ({"max_workers": 0}, "max_workers must be an integer 1..64, got 0"),
+        ({"max_workers": 65}, "max_workers must be an integer 1..64, got 65"),
     ],
 )  # fmt: skip
 def test_bad_settings(make_client: MakeClient, settings: dict[str, object], message: str) -> None:
     with pytest.raises(OnePasswordConfigError) as err:
         make_client(**settings)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("settings", [{"max_retries": 0, "max_workers": 1}, {"max_retries": 10, "max_workers": 64}])
+def test_settings_at_both_ends_of_their_range_are_accepted(make_client: MakeClient, settings: dict[str, int]) -> None:
+    client = make_client(**settings)
+    assert client.resolve({"opitem": "Knack", "opfield": "prod.appId"}) == "knack-prod-app"
+
+
+def test_the_client_connects_to_the_host_it_is_given(make_client: MakeClient, vault_data: VaultData) -> None:
+    """A Connect on another loopback address (127.0.0.2): the test that sees a client ignoring its host
+    and reaching 127.0.0.1, where every other test's server listens."""
+    server = DevVaultServer(vault_data, token=TOKEN, host="127.0.0.2").start()
+    try:
+        client = make_client(host=f"http://127.0.0.2:{server.server_address[1]}", max_retries=0)
+        assert client.resolve({"opitem": "Knack", "opfield": "prod.appId"}) == "knack-prod-app"
+        assert server.request_count == 3  # vault list, item list, item
+    finally:
+        server.stop()
+
+
+def test_a_request_outside_a_lookups_deadline_is_refused_as_our_bug() -> None:
+    """Every request runs inside a lookup's total deadline; one outside it would be unbounded, so it fails."""
+    with pytest.raises(RuntimeError) as err:
+        _remaining()
+    assert str(err.value) == "a 1Password Connect request was sent outside a lookup's total deadline"
 
 
 # -- request counts, caching, concurrency ---------------------------------------------------

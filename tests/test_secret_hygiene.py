@@ -523,6 +523,31 @@ def test_a_listed_vault_whose_items_cannot_be_listed_is_not_found_by_the_name_as
     assert str(raised) == "1Password vault 'V' not found or not shared with this Connect token."
 
 
+def test_a_vault_unshared_after_its_index_was_built_is_not_found_by_the_name_asked(
+    shape_server: Callable[[dict[str, Any]], ShapeServer],
+) -> None:
+    """A lookup of an item the index lacks re-lists the vault; a 404 then names the vault as the DAG does."""
+    answers: dict[str, Any] = {"/v1/vaults": [VAULT], ITEMS: [{"id": "i" * 26, "title": "item"}]}
+    server = shape_server(answers)
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", index_refresh_interval=0))
+    client.check_vault()
+    del answers[ITEMS]  # the vault is deleted, or no longer shared with the token
+    with pytest.raises(VaultNotFoundError) as raised:
+        client.resolve("op://V/new item/field")
+    assert str(raised.value) == "1Password vault 'V' not found or not shared with this Connect token."
+
+
+def test_an_item_gone_between_list_and_fetch_is_not_found_with_the_cache_off(
+    shape_server: Callable[[dict[str, Any]], ShapeServer],
+) -> None:
+    """With cache_ttl=0 no index is kept to forget after the item's 404: still the item's not-found error."""
+    server = shape_server({"/v1/vaults": [VAULT], ITEMS: [{"id": "i" * 26, "title": "item"}]})
+    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0, cache_ttl=0))
+    with pytest.raises(ItemNotFoundError) as raised:
+        client.resolve("op://V/item/field")
+    assert str(raised.value) == f"1Password item {'i' * 26!r} not found in vault {'v' * 26!r}."
+
+
 def test_trashed_items_of_an_item_list_are_skipped(shape_server: Callable[[dict[str, Any]], ShapeServer]) -> None:
     """Connect may list an item in the trash under the same title as a live one: only the live one counts."""
     live = {"id": "i" * 26, "title": "item", "vault": {"id": "v" * 26},
