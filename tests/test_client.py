@@ -876,6 +876,8 @@ def test_find_field_prefers_exact_matches_then_the_field_whose_id_is_asked() -> 
     assert item.find_field("Token", None, "V").id == "f1"  # exact before case-folded
     assert item.find_field("token", None, "V").id == "token"  # two exact matches: the one whose id it is
     assert item.find_field("other", "PROD", "V").id == "token"  # section and label case-folded when nothing exact
+    # a built-in field renamed in 1Password keeps its id: asked for by the id in other case, it is found
+    assert item_with(("password", "Database secret", None)).find_field("Password", None, "V").id == "password"
     with pytest.raises(AmbiguousFieldError) as err:
         item.find_field("TOKEN", "", "V")
     assert (err.value.vault, err.value.item, err.value.field, err.value.sections) == ("V", "Item", "TOKEN", ["", ""])
@@ -893,6 +895,9 @@ def test_find_field_not_found_names_what_was_asked_with_a_dot_hint() -> None:
     with pytest.raises(FieldNotFoundError) as err:
         item.find_field("nothing", None, "Team Vault")
     assert err.value.field == "nothing" and str(err.value).endswith("web: key.")
+    with pytest.raises(FieldNotFoundError) as err:
+        item.find_field("nothing", "web", "Team Vault")  # a section, and no label with a dot to hint at
+    assert err.value.field == "web.nothing" and str(err.value).endswith("web: key.")
 
 
 # -- settings from the environment, backoff, the vault of a get_item, a host with a trailing slash ----------
