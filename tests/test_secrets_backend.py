@@ -168,8 +168,8 @@ def test_a_value_without_an_obvious_field_warns_naming_item_and_key(
     assert (backend.get_variable if kind == "variable" else backend.get_config)(key) is None
     assert (
         f"1Password item {title!r} for {kind} {key!r} has no 'value' field and no single obvious one (fields: {fields})"
-        in caplog.text
-    )
+        in [r.getMessage() for r in caplog.records]
+    ), "the whole line"
 
 
 def test_duplicate_titles_warn_and_return_none(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
