@@ -629,9 +629,10 @@ def test_postgres_down_while_a_task_runs(stack: Stack, api: httpx.Client, postgr
     back = time.monotonic()
     state = wait_for_run(stack, api, "team_outage_e2e", run_id, restart_exited=True)
     assert state == "success", task_story(stack, "team_outage_e2e", run_id)
-    # its loop went on to the end: the last XCom was pushed in its last second
+    # its loop went on after the outage (which ended about 10 s before the loop): the last XCom is
+    # from its last seconds (the value counts down to 0; a slow second may skip one)
     tick = api.get(f"/dags/team_outage_e2e/dagRuns/{run_id}/taskInstances/works_through/xcomEntries/tick").json()
-    assert tick["value"] in (0, 1, "0", "1"), tick
+    assert int(tick["value"]) <= 3, tick
     restarted = stack.restarted[restarted_before:]
     print(
         f"Postgres down 35 s while a task read a Variable and pushed an XCom each second: the run finished "
