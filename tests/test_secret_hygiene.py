@@ -440,9 +440,15 @@ def shape_server() -> Iterator[Callable[[dict[str, Any]], ShapeServer]]:
         server.server_close()
 
 
+def shape_client(server: ShapeServer, **settings: Any) -> OnePasswordClient:
+    """A client of ``server`` with vault "V" and no retries unless ``settings`` say otherwise."""
+    return OnePasswordClient(ConnectSettings(**{"host": server.url, "token": TOKEN, "vault": "V", "max_retries": 0,
+                                                **settings}))  # fmt: skip
+
+
 def lookup_error(server: ShapeServer) -> OnePasswordError:
     """The error the client raises looking up op://V/item/field on ``server`` (no retries)."""
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
+    client = shape_client(server)
     with pytest.raises(OnePasswordError) as raised:
         client.resolve("op://V/item/field")
     return raised.value
@@ -501,7 +507,7 @@ def vault_named(shape_server: Callable[[dict[str, Any]], ShapeServer], names: li
     """The vault id the client picks for `ask` among vaults called `names` (ids a..., b..., ...)."""
     vaults = [{"id": chr(ord("a") + n) * 26, "name": name} for n, name in enumerate(names)]
     server = shape_server({"/v1/vaults": vaults, **{f"/v1/vaults/{v['id']}/items": [] for v in vaults}})
-    return OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, max_retries=0)).check_vault(ask)
+    return shape_client(server, vault=None).check_vault(ask)
 
 
 def test_a_vault_name_matches_exactly_first_then_without_case(
@@ -529,7 +535,7 @@ def test_a_vault_unshared_after_its_index_was_built_is_not_found_by_the_name_ask
     """A lookup of an item the index lacks re-lists the vault; a 404 then names the vault as the DAG does."""
     answers: dict[str, Any] = {"/v1/vaults": [VAULT], ITEMS: [{"id": "i" * 26, "title": "item"}]}
     server = shape_server(answers)
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", index_refresh_interval=0))
+    client = shape_client(server, index_refresh_interval=0)
     client.check_vault()
     del answers[ITEMS]  # the vault is deleted, or no longer shared with the token
     with pytest.raises(VaultNotFoundError) as raised:
@@ -542,7 +548,7 @@ def test_an_item_gone_between_list_and_fetch_is_not_found_with_the_cache_off(
 ) -> None:
     """With cache_ttl=0 no index is kept to forget after the item's 404: still the item's not-found error."""
     server = shape_server({"/v1/vaults": [VAULT], ITEMS: [{"id": "i" * 26, "title": "item"}]})
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0, cache_ttl=0))
+    client = shape_client(server, cache_ttl=0)
     with pytest.raises(ItemNotFoundError) as raised:
         client.resolve("op://V/item/field")
     assert str(raised.value) == f"1Password item {'i' * 26!r} not found in vault {'v' * 26!r}."
@@ -554,7 +560,7 @@ def test_trashed_items_of_an_item_list_are_skipped(shape_server: Callable[[dict[
             "fields": [{"id": "field", "label": "field", "type": "CONCEALED", "value": "the-live-value"}]}  # fmt: skip
     trashed = {"id": "t" * 26, "title": "item", "trashed": True}
     server = shape_server({"/v1/vaults": [VAULT], ITEMS: [trashed, live], f"{ITEMS}/{'i' * 26}": live})
-    client = OnePasswordClient(ConnectSettings(host=server.url, token=TOKEN, vault="V", max_retries=0))
+    client = shape_client(server)
     assert client.resolve("op://V/item/field") == "the-live-value"
     with pytest.raises(ItemNotFoundError) as raised:
         client.resolve(f"op://V/{'t' * 26}/field")  # nor is it found by its id: not even asked for
