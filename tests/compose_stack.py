@@ -242,7 +242,6 @@ def running_stack(
         "HAPROXY_FLOWER_BIND": f"127.0.0.1:{ports['haproxy_flower']}",
         "AIRFLOW_APISERVER_ADDR": f"127.0.0.1:{ports['api']}",
         "FLOWER_ADDR": f"127.0.0.1:{ports['flower']}",
-        "HAPROXY_DNS": "127.0.0.1:1",
     }
     try:
         stack.start("dev-vault")

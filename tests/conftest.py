@@ -26,6 +26,7 @@ import pytest
 
 from airflow_dts_provider._onepassword import ConnectSettings, OnePasswordClient
 from airflow_dts_provider.devvault import DevVaultServer, VaultData
+from tests.container_engine import Engine, default_state_dir
 from tests.slack_standin import SlackStandIn
 
 TESTS = Path(__file__).parent
@@ -54,7 +55,7 @@ REQUIRE_ALL = os.environ.get("DTS_REQUIRE_ALL_TESTS") == "1"
 #: (``scripts/test --quick`` leaves them out; CI runs everything). The Podman engine (``docker_url``) is
 #: not among them: it starts in seconds and a container run costs about one, so SecretDockerOperator's
 #: ``execute`` against it is part of the quick tests and of the mutation run.
-SLOW_FIXTURES = frozenset({"airflow_stack", "postgres", "cli_env"})
+SLOW_FIXTURES = frozenset({"airflow_stack", "postgres", "cli_env", "container_engine"})
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -129,6 +130,21 @@ def docker_url() -> str:
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == DOCKER_URL
     return DOCKER_URL
+
+
+@pytest.fixture(scope="session")
+def container_engine() -> Iterator[Engine]:
+    """The caller's private Podman engine (started here if it is not running, and then stopped here)."""
+    for tool in ("podman", "runc", "mmdebstrap", "busybox"):
+        require_binary(tool)
+    require(Path("/usr/lib/podman/aardvark-dns").exists(), "aardvark-dns is not installed")
+    engine = Engine(default_state_dir())
+    started = not engine.running()
+    engine.start()
+    engine.start_ticker()
+    yield engine
+    if started:
+        engine.stop()
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         "HAPROXY_HTTP_BIND": f"127.0.0.1:{http_port}",
         "HAPROXY_HTTPS_BIND": f"127.0.0.1:{partial.https_port}",
         "HAPROXY_SSL_DIR": str(ssl_dir),
-        "HAPROXY_DNS": "127.0.0.1:1",
         "FLOWER_HOST": FLOWER_HOST,
         "FLOWER_USER": "admin",
         "FLOWER_PASSWORD_HASH": "$6$salt$hash",

@@ -113,7 +113,6 @@ def base_env(backends: dict[str, StandIn]) -> dict[str, str]:
         "AIRFLOW_APISERVER_ADDR": backends["airflow"].address,
         "FLOWER_ADDR": backends["flower"].address,
         "CERTBOT_ADDR": backends["certbot"].address,
-        "HAPROXY_DNS": "127.0.0.1:1",
     }
 
 
