@@ -17,16 +17,6 @@ EXAMPLE_FERNET_KEYS=("PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM=")
 WEAK_PASSWORDS=("airflow" "admin" "password" "postgres" "changeme" "change-me")
 MIN_PASSWORD_LENGTH=12
 
-# Compose runs this as root with /bin/bash as entrypoint, so the image's /entrypoint does not run.
-# Airflow is installed in the airflow user's ~/.local, which root's Python does not look in by
-# itself: add it, as /entrypoint does for root.
-AIRFLOW_USER_HOME_DIR="${AIRFLOW_USER_HOME_DIR:-/home/airflow}"
-if [ "$(id -u)" = 0 ] && [ -d "$AIRFLOW_USER_HOME_DIR/.local/lib" ]; then
-  for site in "$AIRFLOW_USER_HOME_DIR"/.local/lib/python3*/site-packages; do
-    [ -d "$site" ] && export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-  done
-fi
-
 log() { echo "airflow-init: $*"; }
 fail() {
   echo "airflow-init: ERROR: $*" >&2

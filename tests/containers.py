@@ -80,6 +80,10 @@ class ContainerStack:
     profiles: tuple[str, ...] = ("dev-vault",)
     #: Compose files of the engine's own after ours (see `host_gateway_override`).
     extra_files: tuple[Path, ...] = ()
+    #: Settings given in the environment rather than the env file (they win over it, as in compose).
+    environment: dict[str, str] = field(default_factory=dict)
+    #: Whether `up` writes `settings` into `env_file` (False: the file is the caller's, as a team's .env).
+    writes_env_file: bool = True
     log: list[str] = field(default_factory=list)
 
     @property
@@ -114,9 +118,12 @@ class ContainerStack:
             "COMPOSE_PROFILES": ",".join(self.profiles),
             "DOCKER_BUILDKIT": "0",
             "COMPOSE_BAKE": "false",
+            **self.environment,
         }
 
     def write_settings(self) -> None:
+        if not self.writes_env_file:
+            return
         self.env_file.write_text("".join(f"{key}='{value}'\n" for key, value in self.settings.items()))
         self.env_file.chmod(0o600)
 
@@ -160,13 +167,28 @@ class ContainerStack:
         timed(self.log, "docker/Dockerfile", lambda: self.compose("build", "airflow-init", timeout=1800))
 
     def up(self) -> None:
-        """`up -d` and wait until every long-running service is healthy (or running, for those without a check)."""
+        """`up -d` and wait until every long-running service is healthy (or running, for those without a check).
+
+        If that fails, the error ends with the console of each service that is not running or not healthy.
+        """
         self.write_settings()
-        timed(
-            self.log,
-            "up to healthy",
-            lambda: self.compose("up", "-d", "--no-recreate", "--wait", "--wait-timeout", "900", timeout=1000),
-        )
+        try:
+            timed(
+                self.log,
+                "up to healthy",
+                lambda: self.compose("up", "-d", "--no-recreate", "--wait", "--wait-timeout", "900", timeout=1000),
+            )
+        except AssertionError as failed:
+            unwell = [
+                name
+                for name, row in self.services().items()
+                if row.get("Health") not in ("", "healthy") or row.get("ExitCode") not in (0, None)
+            ]
+            consoles = "".join(
+                f"\n--- {name} ---\n{self.logs(name)[-3000:]}\n--- {name}: health checks ---\n{self.health_log(name)}"
+                for name in unwell
+            )
+            raise AssertionError(f"{failed}\n{consoles}") from None
 
     def down(self) -> None:
         """Remove the containers, networks and volumes of this project (every profile's)."""
@@ -184,6 +206,14 @@ class ContainerStack:
         """The project as compose resolves it (``compose config``)."""
         result: dict[str, Any] = json.loads(self.compose("config", "--format", "json").stdout)
         return result
+
+    def health_log(self, service: str) -> str:
+        """The outputs of the service's last health checks, as the engine recorded them."""
+        inspected = self.engine.podman("inspect", "--format", "json", self.container(service), check=False)
+        with contextlib.suppress(ValueError, IndexError, KeyError):
+            health = json.loads(inspected.stdout)[0]["State"]["Health"]
+            return "\n".join(f"exit {entry['ExitCode']}: {entry['Output'][-500:]}" for entry in health["Log"])
+        return "(none recorded)"
 
     def container(self, service: str) -> str:
         return self.services()[service]["Name"]
@@ -238,6 +268,7 @@ def _local_settings(state: Path) -> dict[str, str]:
         "ENVIRONMENT": "development",
         "AIRFLOW_UID": "50000",
         "AIRFLOW_PROJ_DIR": str(state / "airflow"),
+        "AIRFLOW_DAGS_DIR": str(REPO / "example_dags"),
         "_AIRFLOW_WWW_USER_USERNAME": ADMIN,
         "_AIRFLOW_WWW_USER_PASSWORD": _kept(state, "admin-password", lambda: secrets.token_urlsafe(12)),
         "AIRFLOW_PORT": airflow_port,
@@ -404,9 +435,11 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def running(stack: ContainerStack) -> Iterator[ContainerStack]:
-    """Build, start and wait for `stack`; on exit, take it down whatever happened."""
+    """Build, start and wait for `stack` (from nothing: what an interrupted run left goes first); on exit,
+    take it down whatever happened."""
     stack.engine.start()
     stack.engine.start_ticker()
+    stack.down()
     try:
         stack.build()
         stack.up()

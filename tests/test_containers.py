@@ -27,6 +27,9 @@ from tests.conftest import REPO, SAMPLE_VAULT_FILE, free_port, wait_until
 from tests.container_engine import Engine
 from tests.containers import ADMIN, LONG_RUNNING, ContainerStack, running, wait_for
 
+#: The first test of the module also waits for the images and the stack (about 4 minutes on 2 cores).
+pytestmark = pytest.mark.timeout(1500)
+
 ADMIN_PASSWORD = "containers-admin-password"
 README = (REPO / "README.md").read_text()
 EXAMPLE_DAGS = sorted(
@@ -69,6 +72,7 @@ def stack_settings(tmp: Path, engine: Engine) -> dict[str, str]:
         "ENVIRONMENT": "development",
         "AIRFLOW_UID": "50000",
         "AIRFLOW_PROJ_DIR": str(tmp / "project"),
+        "AIRFLOW_DAGS_DIR": str(REPO / "example_dags"),
         "_AIRFLOW_WWW_USER_USERNAME": ADMIN,
         "_AIRFLOW_WWW_USER_PASSWORD": ADMIN_PASSWORD,
         "AIRFLOW_PORT": str(airflow_port),

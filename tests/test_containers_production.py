@@ -33,6 +33,9 @@ from tests.containers import (
 from tests.test_containers import ADMIN_PASSWORD, api, run_dag, stack_settings, sweep
 from tests.test_haproxy import negotiated, s_client
 
+#: The first test of the module also waits for the images and the stack (about 4 minutes on 2 cores).
+pytestmark = pytest.mark.timeout(1500)
+
 CERTBOT_PORT = 8888  # haproxy-production.cfg's certbot backend, and renew.sh's --http-01-port
 
 

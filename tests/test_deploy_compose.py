@@ -376,3 +376,18 @@ def test_newcomer_defaults_serve_what_the_example_dags_read(tmp_path: Path) -> N
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("settings", "dags"),
+    [
+        ({}, str(REPO / "example_dags")),
+        ({"AIRFLOW_PROJ_DIR": "/srv/atd-airflow"}, "/srv/atd-airflow/dags"),  # the Airflow 2 stack's .env
+        ({"AIRFLOW_PROJ_DIR": "/srv/atd-airflow", "AIRFLOW_DAGS_DIR": "/srv/dags"}, "/srv/dags"),
+    ],
+)
+def test_the_dags_folder_follows_the_settings(settings: dict[str, str], dags: str, tmp_path: Path) -> None:
+    services = config(tmp_path, settings)["services"]
+    for name in AIRFLOW_SERVICES:
+        mounts = {v["target"]: v["source"] for v in services[name]["volumes"]}
+        assert mounts["/opt/airflow/dags"] == dags, name
