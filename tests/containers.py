@@ -129,35 +129,18 @@ class ContainerStack:
 
     def compose(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """``docker compose ARGS`` in docker/, output captured."""
-        result = subprocess.run(
-            [str(compose_binary()), *args],
-            cwd=self.docker_dir,
-            env=self.shell_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"docker compose {' '.join(args)} exited {result.returncode}:\n{result.stderr[-6000:]}"
-            )
-        return result
+        return self._run([str(compose_binary()), *args], f"docker compose {' '.join(args)}", check, timeout)
 
-    def sh(
-        self, command: str, *, check: bool = True, timeout: float = 600, **popen: object
-    ) -> subprocess.CompletedProcess[str]:
+    def sh(self, command: str, *, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """A README command line, verbatim, in docker/ (bash -c)."""
+        return self._run(["bash", "-o", "pipefail", "-c", command], repr(command), check, timeout)
+
+    def _run(self, argv: list[str], what: str, check: bool, timeout: float) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            ["bash", "-o", "pipefail", "-c", command],
-            cwd=self.docker_dir,
-            env=self.shell_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **popen,  # type: ignore[arg-type]
+            argv, cwd=self.docker_dir, env=self.shell_env(), capture_output=True, text=True, timeout=timeout
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"{command!r} exited {result.returncode}:\n{result.stderr[-6000:]}")
+            raise AssertionError(f"{what} exited {result.returncode}:\n{result.stderr[-6000:]}")
         return result
 
     def build(self) -> None:
@@ -261,21 +244,21 @@ def _kept(state: Path, name: str, make: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
-def _local_settings(state: Path) -> dict[str, str]:
-    """The trial stack's settings: dev vault, example DAGs, ports from AIRFLOW_PORT/FLOWER_PORT, on loopback."""
-    airflow_port = os.environ.get("AIRFLOW_PORT", "8080")
+def local_settings(project_dir: Path, engine: Engine, admin_password: str, ports: tuple[str, str]) -> dict[str, str]:
+    """A local stack's settings: dev vault, example DAGs, the UI and Flower on loopback at `ports`."""
+    airflow_port, flower_port = ports
     return {
         "ENVIRONMENT": "development",
         "AIRFLOW_UID": "50000",
-        "AIRFLOW_PROJ_DIR": str(state / "airflow"),
+        "AIRFLOW_PROJ_DIR": str(project_dir),
         "AIRFLOW_DAGS_DIR": str(REPO / "example_dags"),
         "_AIRFLOW_WWW_USER_USERNAME": ADMIN,
-        "_AIRFLOW_WWW_USER_PASSWORD": _kept(state, "admin-password", lambda: secrets.token_urlsafe(12)),
+        "_AIRFLOW_WWW_USER_PASSWORD": admin_password,
         "AIRFLOW_PORT": airflow_port,
-        "FLOWER_PORT": os.environ.get("FLOWER_PORT", "8081"),
+        "FLOWER_PORT": flower_port,
         "LOCAL_BIND": "127.0.0.1",
         "_AIRFLOW__WEBSERVER__BASE_URL": f"http://127.0.0.1:{airflow_port}",
-        "DOCKER_SOCKET": str(state / "podman.sock"),
+        "DOCKER_SOCKET": str(engine.socket),
         "DOCKER_GID": "0",
     }
 
@@ -338,24 +321,34 @@ def host_gateway_override(state: Path) -> Path:
     return path
 
 
-def person_stack(production: bool = False) -> ContainerStack:
-    state = private_dir(default_state_dir())
-    (state / "airflow").mkdir(exist_ok=True)
-    settings = _local_settings(state)
-    if not production:
-        return ContainerStack(Engine(state), REPO, settings, state / "local.env")
-    defaults = {"HTTP_PORT": "8480", "HTTPS_PORT": "8443", "POSTGRES_PORT": "15432", "REDIS_PORT": "16379"}
-    ports = {name: os.environ.get(name, default) for name, default in defaults.items()}
-    settings = production_settings(state, settings, state / "ssl", ports)
+def new_production_stack(
+    engine: Engine, state: Path, local: dict[str, str], ports: dict[str, str], project: str
+) -> ContainerStack:
+    """docker-compose-production.yaml over the local settings, with certificates and settings kept in `state`."""
     return ContainerStack(
-        Engine(state),
+        engine,
         REPO,
-        settings,
+        production_settings(state, local, state / "ssl", ports),
         state / "production.env",
-        project="airflow-production",
+        project=project,
         production=True,
         extra_files=(host_gateway_override(state),),
     )
+
+
+def person_stack(production: bool = False) -> ContainerStack:
+    """The stacks of `scripts/containers`: project `airflow`, or `airflow-production` with --production."""
+    state = private_dir(default_state_dir())
+    (state / "airflow").mkdir(exist_ok=True)
+    engine = Engine(state)
+    password = _kept(state, "admin-password", lambda: secrets.token_urlsafe(12))
+    ports = (os.environ.get("AIRFLOW_PORT", "8080"), os.environ.get("FLOWER_PORT", "8081"))
+    settings = local_settings(state / "airflow", engine, password, ports)
+    if not production:
+        return ContainerStack(engine, REPO, settings, state / "local.env")
+    defaults = {"HTTP_PORT": "8480", "HTTPS_PORT": "8443", "POSTGRES_PORT": "15432", "REDIS_PORT": "16379"}
+    production_ports = {name: os.environ.get(name, default) for name, default in defaults.items()}
+    return new_production_stack(engine, state, settings, production_ports, "airflow-production")
 
 
 def _engine_missing() -> str | None:

@@ -25,7 +25,7 @@ import yaml
 
 from tests.conftest import REPO, SAMPLE_VAULT_FILE, free_port, wait_until
 from tests.container_engine import Engine
-from tests.containers import ADMIN, LONG_RUNNING, ContainerStack, running, wait_for
+from tests.containers import ADMIN, LONG_RUNNING, ContainerStack, local_settings, running, wait_for
 
 #: The first test of the module also waits for the images and the stack (about 4 minutes on 2 cores).
 pytestmark = pytest.mark.timeout(1500)
@@ -67,21 +67,7 @@ def readme_command(pattern: str) -> str:
 
 
 def stack_settings(tmp: Path, engine: Engine) -> dict[str, str]:
-    airflow_port = free_port()
-    return {
-        "ENVIRONMENT": "development",
-        "AIRFLOW_UID": "50000",
-        "AIRFLOW_PROJ_DIR": str(tmp / "project"),
-        "AIRFLOW_DAGS_DIR": str(REPO / "example_dags"),
-        "_AIRFLOW_WWW_USER_USERNAME": ADMIN,
-        "_AIRFLOW_WWW_USER_PASSWORD": ADMIN_PASSWORD,
-        "AIRFLOW_PORT": str(airflow_port),
-        "FLOWER_PORT": str(free_port()),
-        "LOCAL_BIND": "127.0.0.1",
-        "_AIRFLOW__WEBSERVER__BASE_URL": f"http://127.0.0.1:{airflow_port}",
-        "DOCKER_SOCKET": str(engine.socket),
-        "DOCKER_GID": "0",
-    }
+    return local_settings(tmp / "project", engine, ADMIN_PASSWORD, (str(free_port()), str(free_port())))
 
 
 @pytest.fixture(scope="module")
@@ -289,3 +275,17 @@ def test_readme_backup_and_restore_round_trip(
         assert row_counts(fresh, tables) == counts
     finally:
         fresh.compose("down", "--volumes")
+
+
+def test_up_without_an_engine_says_what_to_install_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.containers import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman, runc, mmdebstrap, busybox or openssl here
+    monkeypatch.setenv("DTS_CONTAINERS_DIR", str(tmp_path / "state"))
+    assert main(["up"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "podman, runc, mmdebstrap, busybox, openssl missing: install the Debian packages" in err
+    assert not (tmp_path / "state").exists()  # nothing was made before the engine check

@@ -19,17 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, require_binary
+from tests.conftest import free_port, require_binary
 from tests.container_engine import Engine
-from tests.containers import (
-    ADMIN,
-    LONG_RUNNING,
-    ContainerStack,
-    host_address,
-    host_gateway_override,
-    production_settings,
-    running,
-)
+from tests.containers import ADMIN, LONG_RUNNING, ContainerStack, host_address, new_production_stack, running
 from tests.test_containers import ADMIN_PASSWORD, api, run_dag, stack_settings, sweep
 from tests.test_haproxy import negotiated, s_client
 
@@ -71,16 +63,7 @@ def production_stack(
     (tmp / "project").mkdir()
     local = stack_settings(tmp, container_engine)
     ports = {name: str(free_port()) for name in ("HTTP_PORT", "HTTPS_PORT", "POSTGRES_PORT", "REDIS_PORT")}
-    settings = production_settings(tmp, local, tmp / "ssl", ports)
-    stack = ContainerStack(
-        container_engine,
-        REPO,
-        settings,
-        tmp / "stack.env",
-        project="dts-tests-production",
-        production=True,
-        extra_files=(host_gateway_override(tmp),),
-    )
+    stack = new_production_stack(container_engine, tmp, local, ports, "dts-tests-production")
     with running(stack):
         yield stack
         print("production stack timings: " + "; ".join(stack.log))
