@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import http.server
 import json
@@ -178,11 +179,24 @@ def test_no_secrets_no_1password(devvault: DevVaultServer, capfd: pytest.Capture
         ("id=abc", "id=abc"),  # below Airflow's 5-character masking threshold: left, as logs leave it
         (None, None),
         (3, 3),
+        # retrieve_output=True returns whatever the container pickled: every container is walked, keys too
+        (
+            {"token": "docker-socrata-token", "docker-socrata-token": 1, "n": [("x", b"first-line")]},
+            {"token": "***", "***": 1, "n": [("x", "***")]},
+        ),
+        (("docker-socrata-token", {"a": ("second-line",)}), ("***", {"a": ("***",)})),
+        ({"second-line", "kept"}, {"***", "kept"}),
     ],
 )
 def test_what_becomes_xcom_has_every_value_scrubbed(result: object, scrubbed: object) -> None:
     values = ["docker-socrata-token", "first-line\nsecond-line", "", "abc"]
     assert scrub(result, values) == scrubbed
+
+
+def test_a_tuple_subclass_from_retrieve_output_comes_back_a_plain_tuple_scrubbed() -> None:
+    Row = collections.namedtuple("Row", ["token", "port"])  # its constructor takes fields, not an iterable
+    scrubbed = scrub(Row("docker-socrata-token", 80), ["docker-socrata-token"])
+    assert type(scrubbed) is tuple and scrubbed == ("***", 80)
 
 
 def test_no_values_leave_the_result_untouched() -> None:

@@ -12,7 +12,10 @@ import contextlib
 import http.server
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -642,3 +645,28 @@ def test_xcom_backend_replaces_every_known_secret_before_storing(clean_masker: M
 def test_xcom_backend_leaves_values_unchanged_when_nothing_is_secret(clean_masker: Masked) -> None:
     value = {"token": "not-a-known-value", "rows": [1, 2, 3]}
     assert SecretMaskingXComBackend.serialize_value(value) == value, "no guessing by key names"
+
+
+PREFIX_GUARD = """
+import json, sys
+from airflow_dts_provider._onepassword.masking import mask
+from airflow_dts_provider.xcom.backend import SecretMaskingXComBackend
+mask("PREFIX-SECRET-4c1d")
+mask("PREFIX-SECRET-4c1d:9f8e7d6c5b4a-TAIL")
+print(json.dumps(SecretMaskingXComBackend.serialize_value("token=PREFIX-SECRET-4c1d:9f8e7d6c5b4a-TAIL!")))
+"""
+
+
+def test_xcom_guard_masks_the_longer_of_two_secrets_whole_whatever_the_hash_seed() -> None:
+    """Airflow joins its patterns from a set: with one secret a prefix of another the order is the hash seed's."""
+    stored = {
+        seed: subprocess.run(
+            [sys.executable, "-c", PREFIX_GUARD],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in range(6)
+    }
+    assert stored == dict.fromkeys(range(6), '"token=***!"')

@@ -229,10 +229,14 @@ def scrub(result: Any, values: Any) -> Any:
 
 
 def _scrub(result: Any, parts: list[str]) -> Any:
-    if isinstance(result, list):
-        return [_scrub(line, parts) for line in result]
+    """Strings and bytes anywhere in `result`: log lines, or whatever ``retrieve_output`` unpickled."""
     if isinstance(result, bytes):
         result = result.decode("utf-8", "replace")
     if isinstance(result, str):
         return scrub_text(result, parts)
+    if isinstance(result, dict):
+        return {_scrub(key, parts): _scrub(value, parts) for key, value in result.items()}
+    for kind in (list, tuple, set, frozenset):  # the plain kind: a namedtuple's constructor takes fields
+        if isinstance(result, kind):
+            return kind(_scrub(item, parts) for item in result)
     return result

@@ -13,9 +13,11 @@ Enable with ``[core] xcom_backend = airflow_dts_provider.xcom.backend.SecretMask
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
-from airflow.sdk._shared.secrets_masker import redact
+from airflow.sdk._shared.secrets_masker import _secrets_masker, redact
 from airflow.sdk.bases.xcom import BaseXCom
 
 #: Nesting deeper than this is stored as a marker rather than walked (JSON from serde is shallow).
@@ -59,5 +61,20 @@ def mask_known_secrets(value: Any, depth: int = 0) -> Any:
 
 
 def _redact_text(text: str) -> str:
-    """The task masker's value patterns applied to one string (no key-name rules: the string has no key)."""
-    return str(redact(text))
+    """The task masker's value patterns applied to one string (no key-name rules: the string has no key).
+
+    Longest pattern first: Airflow joins its patterns in set order, so where one secret is a prefix of
+    another the hash seed decided whether the longer one's tail was stored. A prefix's escaped pattern
+    is a prefix of the longer one's too, so ordering by length is enough.
+    """
+    patterns = getattr(_secrets_masker(), "patterns", None)
+    if not isinstance(patterns, set | frozenset):  # a masker without the attribute: Airflow's own order
+        return str(redact(text))
+    if not patterns:
+        return text
+    return _longest_first(frozenset(patterns)).sub("***", text)
+
+
+@functools.lru_cache(maxsize=8)
+def _longest_first(patterns: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("|".join(sorted(patterns, key=lambda p: (-len(p), p))))
