@@ -105,7 +105,9 @@ class Engine:
             'runtime = "runc"\n'
             # no systemd: conmon's cgroup and the events log need none
             'cgroup_manager = "cgroupfs"\n'
-            'events_logger = "file"\n\n'
+            'events_logger = "file"\n'
+            # its own run-time folder too (the default /run/libpod is every engine's on this host)
+            f'tmp_dir = "{self.state / "tmp"}"\n\n'
             "[network]\n"
             'network_backend = "netavark"\n'
             # Subnets of their own: the default 10.88.0.0/16 and pools from 10.89.0.0 may already be
