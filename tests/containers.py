@@ -96,15 +96,17 @@ class ContainerStack:
 
     def shell_env(self) -> dict[str, str]:
         """The environment in which README's `docker compose ...` lines run, verbatim, against this stack."""
-        self.bin_dir.mkdir(exist_ok=True)
         shim = self.bin_dir / "docker"
         # Only `docker compose` is needed; it is the pinned Compose v2 binary whatever docker CLI is here.
-        shim.write_text(
+        script = (
             "#!/bin/sh\n"
             f'[ "$1" = compose ] && {{ shift; exec "{compose_binary()}" "$@"; }}\n'
             'echo "only docker compose is available here (tests/containers.py)" >&2\nexit 2\n'
         )
-        shim.chmod(0o755)
+        if not shim.exists() or shim.read_text() != script:  # written once, not on every command
+            self.bin_dir.mkdir(exist_ok=True)
+            shim.write_text(script)
+            shim.chmod(0o755)
         files = [COMPOSE_FILE, *([PRODUCTION_FILE] if self.production else []), *map(str, self.extra_files)]
         return {
             "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
