@@ -209,9 +209,13 @@ def _end(pid_file: Path) -> None:
         pid = int(pid_file.read_text())
         os.killpg(pid, signal.SIGTERM)
         for _ in range(100):
+            with contextlib.suppress(ChildProcessError):  # our own child: reap it, or it lingers a zombie
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
             os.kill(pid, 0)
             time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
+        else:
+            os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
 
 
