@@ -34,6 +34,16 @@ CONFIG: dict[str, Any] = {
                 "example": "production,staging",
                 "default": "production",
             },
+            "task_environment_keeps_connect_token": {
+                "description": "Leave the 1Password Connect token variables (``OP_CONNECT_TOKEN``, "
+                "``OP_API_TOKEN``) in a task's environment. By default they are moved out when the task starts, "
+                "so programs it runs (a BashOperator's shell) do not inherit them; the task's own 1Password "
+                "lookups still find the token.",
+                "version_added": "0.2.0",
+                "type": "boolean",
+                "example": "True",
+                "default": "False",
+            },
         },
     }
 }

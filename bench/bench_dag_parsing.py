@@ -6,6 +6,10 @@ vault. Each DAG file appends a line to a counter file when parsed, so parses are
 Compared: the peer package's call pattern (baseline, see peer_style_backend.py), our backend with
 its default ``delegate_in_dag_parsing=True``, and ours with it off.
 
+This measures the cost of a pattern ``dts-airflow lint`` reports as an error, for DAG files that still
+have it (the team's Airflow 2 files): what a file computes while parsed is stored in the metadata DB
+unmasked, so it is no way to use secrets (README, "What is masked").
+
 Run: ``.venv/bin/python bench/bench_dag_parsing.py [--seconds 60]`` (takes ~3 x seconds + start-up).
 """
 

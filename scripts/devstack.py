@@ -110,6 +110,7 @@ def stack_environment(airflow_port: int, vault_port: int, docker_host: str | Non
         "AIRFLOW__SECRETS__BACKEND": "airflow_dts_provider.secrets.onepassword.OnePasswordBackend",
         "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connect_host": vault_url, "vault": "DTS Dev"}),
         "AIRFLOW__CORE__XCOM_BACKEND": "airflow_dts_provider.xcom.backend.SecretMaskingXComBackend",
+        "AIRFLOW__LOGGING__SECRET_MASK_ADAPTER": "airflow_dts_provider.secrets.masking.encoded_forms",
         "OP_CONNECT_TOKEN": token,
         "AIRFLOW_CONN_ONEPASSWORD_DEFAULT": json.dumps(
             {"conn_type": "onepassword", "host": vault_url, "password": token, "extra": {"vault": "DTS Dev"}}

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 import psycopg2
@@ -34,6 +35,9 @@ REPO = TESTS.parent
 VAULT_FILE = TESTS / "data" / "test_vault.yaml"
 TOKEN = "test-token-0d1b2c"
 CANARY = "CANARY-7f3a9c1e-do-not-leak"
+#: tests/data/test_vault.yaml's airflow/connections/encoded_canary: its password and an extra.
+ENCODED_CANARY = "p@ss/w0rd+S\u00e9cret=1 x'\"<&>\\\t-ENC-CANARY-3e8a"
+ENCODED_EXTRA_CANARY = "extra&value<ENC-EXTRA-CANARY-5f0b>"
 #: Every canary value in the test vault that must never show anywhere.
 CANARIES = (
     CANARY,
@@ -41,7 +45,29 @@ CANARIES = (
     "MULTI-CANARY-LINE-TWO-8d0a",
     "EXTRA-JSON-CANARY-4b1d-do-not-leak",
     "EXTRA-SECTION-CANARY-9e2f-do-not-leak",
+    ENCODED_CANARY,
+    ENCODED_EXTRA_CANARY,
 )
+
+
+def canary_forms(value: str) -> dict[str, str]:
+    """A canary as written out on its own (searched for by the sweeps), independently of the product's list."""
+    forms = {
+        "": value,
+        " percent-encoded": quote(value, safe=""),
+        " percent-encoded, + for space": quote_plus(value),
+        " JSON-escaped": json.dumps(value)[1:-1],
+        " JSON-escaped, not ASCII": json.dumps(value, ensure_ascii=False)[1:-1],
+        " SQL-quoted (a DB dump)": value.replace("'", "''"),
+    }
+    return {name: form for name, form in forms.items() if name == "" or form != value}
+
+
+def canaries_in(text: str) -> list[str]:
+    """Each canary found in ``text``, in any of its forms, named with the form."""
+    return [f"{canary!r}{name}" for canary in CANARIES for name, form in canary_forms(canary).items() if form in text]
+
+
 DOCKER_URL = "unix:///tmp/dts-podman/podman.sock"
 #: The Fernet key published in docker/.env.example (and the team's old README); fine on a laptop only.
 EXAMPLE_FERNET_KEY = "PTkIRwL-c46jgnaohlkkXfVikC-roKa95ipXfqST7JM="
@@ -404,6 +430,7 @@ def airflow_stack(
                 {"connect_host": devvault_server.url, "vault": "Airflow Vault"}
             ),
             "AIRFLOW__CORE__XCOM_BACKEND": "airflow_dts_provider.xcom.backend.SecretMaskingXComBackend",
+            "AIRFLOW__LOGGING__SECRET_MASK_ADAPTER": "airflow_dts_provider.secrets.masking.encoded_forms",
             "OP_CONNECT_TOKEN": TOKEN,
             "AIRFLOW_CONN_ONEPASSWORD_DEFAULT": json.dumps(
                 {

@@ -239,6 +239,7 @@ def test_lint_finds_exactly_the_seeded_violations(
     lookup = next(v for v in report["violations"] if v["rule"] == "import-time-lookup")
     assert "Variable.get('socrata_dataset_id')" in lookup["message"]
     assert "request(s) to 1Password Connect" in lookup["message"]
+    assert "stored in the metadata DB unmasked" in lookup["message"], "why it is an error (issue 27, finding 5)"
     assert corpus_vault.request_count > 0, "the file really asked Connect while it was imported"
     assert set(report["parse_seconds"]) == set(DAG_FILES)
     syntax = next(v for v in report["violations"] if v["rule"] == "import-error")

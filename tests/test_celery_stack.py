@@ -25,13 +25,13 @@ import pytest
 
 from tests.compose_stack import ADMIN, ADMIN_PASSWORD, HOSTNAME, Stack, running_stack
 from tests.conftest import (
-    CANARIES,
     CANARY,
     TESTS,
     VAULT_FILE,
     Postgres,
     _postgres_bin,
     _start,
+    canaries_in,
     free_port,
     run_airflow,
     wait_for_port,
@@ -240,7 +240,7 @@ def sweep_for_canaries(stack: Stack, postgres: Postgres) -> None:
     places = {"pg_dump": dump}
     places |= {str(p.relative_to(stack.home)): p.read_text(errors="replace") for p in stack.home.glob("logs/**/*.log")}
     places |= {p.name: p.read_text(errors="replace") for p in stack.home.glob("*.log")}  # every service's console
-    found = sorted(f"{canary} in {where}" for where, text in places.items() for canary in CANARIES if canary in text)
+    found = sorted(f"{canary} in {where}" for where, text in places.items() for canary in canaries_in(text))
     task_logs = sum(1 for where in places if where.startswith("logs/"))
     consoles = len(places) - task_logs - 1
     print(f"canary sweep: 1 pg_dump ({len(dump) // 1024} KiB), {task_logs} task logs, {consoles} consoles")

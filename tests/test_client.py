@@ -70,7 +70,6 @@ MakeClient = Callable[..., OnePasswordClient]
         ("op://Team Vault/Login Item/username", "login-user"),
         ("op://Team Vault/Login Item/password", "login-password"),
         ("op://Team Vault/Login Item/extra/Password", "other-section-password"),
-        ("op://abcdefghijklmnopqrstuvwxyz/In Lowercase Vault/value", "lowercase-vault-secret"),
     ],
 )
 def test_resolves_by_name(make_client: MakeClient, spec: object, value: str) -> None:
@@ -560,10 +559,15 @@ def test_resolve_many_registers_every_value_with_both_maskers(
 def test_get_item_registers_the_items_secret_values(
     make_client: MakeClient, clean_masker: Callable[[str], str]
 ) -> None:
-    item = make_client().get_item("Login Item")
+    """``fetch_item`` (the secrets backend's read) registers what is secret by type or purpose; ``get_item``
+    (the hook's, handing the whole item to a task) registers every value (issue 27, finding 2)."""
+    client = make_client()
+    item = client.fetch_item("Login Item")
     assert item.title == "Login Item"
     assert clean_masker("pw login-password") == "pw ***"
-    assert clean_masker("user login-user") == "user login-user", "a username is not a secret"
+    assert clean_masker("user login-user") == "user login-user", "the backend leaves a login readable"
+    client.get_item("Login Item")
+    assert clean_masker("user login-user") == "user ***"
 
 
 def test_forked_child_keeps_the_cache_but_not_the_threads(make_client: MakeClient, devvault: DevVaultServer) -> None:
@@ -1148,3 +1152,37 @@ def test_a_connection_connect_closed_while_idle_is_not_reused(vault_data: VaultD
     finally:
         client.close()
         server.stop()
+
+
+def test_ids_are_ids_a_vault_named_like_one_is_an_error_that_names_its_id(
+    make_client: MakeClient, vault_data: VaultData
+) -> None:
+    """Issue 27, finding 9: an id-shaped vault that is no vault's id is never retried as a name (a vault
+    named like a vault gone would take its place); the error says which vault has that name."""
+    named_like_an_id = vault_id(vault_data, "abcdefghijklmnopqrstuvwxyz")
+    with pytest.raises(VaultNotFoundError) as raised:
+        make_client().resolve("op://abcdefghijklmnopqrstuvwxyz/In Lowercase Vault/value")
+    assert f"A vault is named 'abcdefghijklmnopqrstuvwxyz' (id {named_like_an_id})" in str(raised.value)
+    assert "read as an id" in str(raised.value)
+    assert make_client().resolve(f"op://{named_like_an_id}/In Lowercase Vault/value") == "lowercase-vault-secret"
+    with pytest.raises(VaultNotFoundError) as gone:
+        make_client().resolve("op://zzzzzzzzzzzzzzzzzzzzzzzzzz/Knack/prod/appId")
+    assert "A vault is named" not in str(gone.value)
+
+
+@pytest.mark.parametrize(
+    ("lookalike", "real"),
+    [("airflow/variables/warehou\u017fe_dsn", "airflow/variables/warehouse_dsn"),  # long s
+     ("\u212anack", "Knack")],  # Kelvin sign
+)  # fmt: skip
+def test_case_is_ignored_but_no_other_letter_stands_in_for_one(
+    make_client: MakeClient, lookalike: str, real: str
+) -> None:
+    """``casefold`` made the long s an s and the Kelvin sign a k: a lookalike title found another item."""
+    client = make_client()
+    field = "value" if real.startswith("airflow/") else "prod.appId"
+    assert client.resolve({"opitem": real.upper(), "opfield": field, "opvault": "Airflow Vault" if field == "value"
+                           else "Team Vault"}), "case is still ignored"  # fmt: skip
+    with pytest.raises(ItemNotFoundError):
+        client.resolve({"opitem": lookalike, "opfield": field, "opvault": "Airflow Vault" if field == "value"
+                        else "Team Vault"})  # fmt: skip

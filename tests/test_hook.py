@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -139,3 +140,53 @@ def test_hook_errors_never_show_values(clean_env: pytest.MonkeyPatch, devvault: 
         hook.get_field("Canary", "nope")
     assert CANARY not in str(err.value) and "secret" in str(err.value)
     assert CANARY not in repr(hook.get_item("Canary"))
+
+
+def test_get_item_registers_every_value_it_hands_out_string_fields_in_sections_too(
+    clean_env: pytest.MonkeyPatch, devvault: DevVaultServer, clean_masker: Callable[[str], str]
+) -> None:
+    """Issue 27, finding 2: STRING fields (API keys in sections) were handed out unmasked and reached XCom."""
+    from airflow_dts_provider.xcom.backend import SecretMaskingXComBackend
+
+    set_connection(clean_env, "op_team", host=devvault.url, password=TOKEN, extra={"vault": "Team Vault"})
+    item = OnePasswordHook("op_team").get_item("Knack")
+    by_label = {(f.section_label, f.label): f for f in item.fields}
+    assert by_label[("prod", "appId")].type == "STRING" and by_label[(None, "notes")].type == "STRING"
+    values = {f"{f.section_label}.{f.label}": f.value for f in item.fields}
+    assert clean_masker(" ".join(str(v) for v in values.values())) == " ".join("***" for _ in values)
+    stored = SecretMaskingXComBackend.serialize_value(values, key="return_value")
+    assert not [v for v in values.values() if v and v in json.dumps(stored)], stored
+
+
+def test_the_connect_token_is_registered_with_the_masker_as_soon_as_settings_hold_it(
+    clean_masker: Callable[[str], str],
+) -> None:
+    """Issue 27, finding 3: a printed environment or a quoted header shows ``***``, not the token."""
+    from airflow_dts_provider._onepassword import ConnectSettings
+
+    token = "eyJhbGciOiJFUzI1NiJ9.connect-token-7c1e"
+    ConnectSettings(host="http://op-connect:8080", token=token)
+    assert clean_masker(f"OP_API_TOKEN={token}") == "OP_API_TOKEN=***"
+    assert clean_masker(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
+
+
+def test_moving_the_token_out_of_the_environment_keeps_it_for_this_processs_lookups(
+    clean_env: pytest.MonkeyPatch, devvault: DevVaultServer, clean_masker: Callable[[str], str]
+) -> None:
+    import os
+    import subprocess
+
+    from airflow_dts_provider._onepassword import settings as settings_module
+
+    clean_env.setattr(settings_module, "_TAKEN_FROM_ENVIRONMENT", {})
+    clean_env.setenv("OP_CONNECT", devvault.url)
+    clean_env.setenv("OP_API_TOKEN", TOKEN)
+    clean_env.setenv("OP_VAULT_ID", "Team Vault")
+    assert settings_module.take_token_from_environment() == ["OP_API_TOKEN"]
+    assert "OP_API_TOKEN" not in os.environ
+    child = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout
+    assert TOKEN not in child and "OP_CONNECT=" in child, "a program the task starts does not inherit it"
+    assert OnePasswordHook().get_field("Knack", "prod.appId") == "knack-prod-app", "the hook's fallback still works"
+    assert clean_masker(TOKEN) == "***"
+    clean_env.setenv("OP_API_TOKEN", "a-new-token-set-later")
+    assert settings_module.ConnectSettings.from_env().token == "a-new-token-set-later", "the environment wins"

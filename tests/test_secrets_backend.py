@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
 
 from airflow_dts_provider._onepassword import OnePasswordConfigError
 from airflow_dts_provider.devvault import DevVaultServer
-from airflow_dts_provider.secrets.onepassword import OnePasswordBackend
+from airflow_dts_provider.secrets.onepassword import OnePasswordBackend, OnePasswordSecretUnusable
 from tests.conftest import CANARY, TOKEN
 
 MakeBackend = Callable[..., OnePasswordBackend]
@@ -124,14 +125,16 @@ def test_connection_type_from_a_database_items_type_menu(
     ("conn_id", "problem"),
     [("bad_port", "field 'port' is not a number"), ("bad_extra", "field 'extra' is not valid JSON")],
 )
-def test_a_malformed_item_is_a_warning_naming_it_not_a_crash(
-    make_backend: MakeBackend, caplog: pytest.LogCaptureFixture, conn_id: str, problem: str
+def test_a_malformed_item_stops_airflows_search_with_an_error_naming_it(
+    make_backend: MakeBackend, conn_id: str, problem: str
 ) -> None:
-    caplog.set_level(logging.WARNING)
-    assert make_backend().get_conn_value(conn_id) is None
-    assert [r.getMessage() for r in caplog.records] == [
-        f"1Password connection {conn_id!r} not used: 1Password item 'airflow/connections/{conn_id}': {problem}"
-    ]
+    """1Password holds the key: no other copy (environment, database) may answer in its place."""
+    with pytest.raises(OnePasswordSecretUnusable) as raised:
+        make_backend().get_conn_value(conn_id)
+    assert str(raised.value) == (
+        f"1Password connection {conn_id!r} not usable: 1Password item 'airflow/connections/{conn_id}': {problem}"
+    )
+    assert isinstance(raised.value, AirflowSecretsBackendAccessDenied), "what stops Airflow's search"
 
 
 # -- variables and config -------------------------------------------------------------------
@@ -160,29 +163,43 @@ def test_variable_shapes(make_backend: MakeBackend, key: str, value: str) -> Non
         ("config", "airflow/config/two_fields_config", "two_fields_config", "first, second"),
     ],
 )
-def test_a_value_without_an_obvious_field_warns_naming_item_and_key(
-    make_backend: MakeBackend, caplog: pytest.LogCaptureFixture, kind: str, title: str, key: str, fields: str
+def test_a_value_without_an_obvious_field_is_an_error_naming_item_key_and_fields(
+    make_backend: MakeBackend, kind: str, title: str, key: str, fields: str
 ) -> None:
-    caplog.set_level(logging.WARNING)
     backend = make_backend()
-    assert (backend.get_variable if kind == "variable" else backend.get_config)(key) is None
-    assert (
-        f"1Password item {title!r} for {kind} {key!r} has no 'value' field and no single obvious one (fields: {fields})"
-        in [r.getMessage() for r in caplog.records]
-    ), "the whole line"
+    with pytest.raises(OnePasswordSecretUnusable) as raised:
+        (backend.get_variable if kind == "variable" else backend.get_config)(key)
+    assert str(raised.value) == (
+        f"1Password item {title!r} for {kind} {key!r} has no 'value' field and no single obvious one "
+        f"(fields: {fields}); label the field holding the value 'value'"
+    )
 
 
-def test_duplicate_titles_warn_and_return_none(make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING)
+def test_two_value_fields_are_ambiguous_not_the_first(make_backend: MakeBackend) -> None:
+    """Issue 27, finding 9: ``value`` in sections prod and test gave prod's, silently."""
+    with pytest.raises(OnePasswordSecretUnusable) as raised:
+        make_backend().get_variable("two_values")
+    assert str(raised.value) == (
+        "1Password variable 'two_values' not usable: Field 'value' of 1Password item 'airflow/variables/two_values' "
+        "(vault 'Airflow Vault') exists in several sections (prod, test); say which one, e.g. 'section.field' or "
+        "'.field' for the one without a section."
+    )
+
+
+def test_a_lookalike_key_does_not_find_another_keys_item(make_backend: MakeBackend) -> None:
     backend = make_backend()
-    assert backend.get_variable("twice") is None
-    assert backend.get_variable("twice") is None
-    (message,) = [r.getMessage() for r in caplog.records]  # remembered like a missing title: one warning
+    assert backend.get_variable("WAREHOUSE_DSN") == "warehouse-dsn-value", "case is ignored"
+    assert backend.get_variable("warehou\u017fe_dsn") is None, "a long s is no s"
+
+
+def test_duplicate_titles_are_an_error_naming_the_ids(make_backend: MakeBackend) -> None:
+    with pytest.raises(OnePasswordSecretUnusable) as raised:
+        make_backend().get_variable("twice")
     assert re.fullmatch(
-        r"1Password variable 'twice' not used: 2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice' "
+        r"1Password variable 'twice' not usable: 2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice' "
         r"\(ids: \w+, \w+\); rename one or address the item by id\.",
-        message,
-    ), message
+        str(raised.value),
+    ), raised.value
 
 
 def test_a_wrong_answer_from_connect_is_a_warning_naming_the_lookup(
@@ -194,7 +211,7 @@ def test_a_wrong_answer_from_connect_is_a_warning_naming_the_lookup(
     assert backend.get_variable("api_key") is None
     (message,) = [r.getMessage() for r in caplog.records]
     assert message == (
-        f"1Password variable 'api_key' not used: 1Password Connect at {devvault.url} answered the vault list "
+        f"1Password variable 'api_key' not read: 1Password Connect at {devvault.url} answered the vault list "
         "(/v1/vaults) with JSON of an unexpected shape (an object, expected a list)"
     )
     assert backend.get_variable("api_key") == "variable-api-key", "not an outage: the next lookup asks again"
@@ -324,6 +341,51 @@ def test_unreachable_connect_warns_once_and_returns_none(
     assert "1Password lookup of variable 'b' skipped: Connect failed recently" in skipped
 
 
+def test_in_an_outage_a_key_1password_holds_stops_airflows_search(
+    make_backend: MakeBackend, devvault: DevVaultServer
+) -> None:
+    """Issue 27, finding 8: a stale copy in the environment or the database must not answer for it."""
+    backend = make_backend(outage_backoff=30, max_retries=0)
+    assert backend.get_variable("api_key") == "variable-api-key"
+    backend.client.clear_cache()
+    devvault.faults.update({"fail_status": 503, "fail_count": 100})
+    with pytest.raises(OnePasswordSecretUnusable) as raised:
+        backend.get_variable("api_key")
+    assert str(raised.value).startswith(
+        "1Password holds variable 'api_key' (item 'airflow/variables/api_key') but cannot be read (1Password Connect"
+    )
+    assert str(raised.value).endswith(
+        "no other copy is used in its place (backend_kwargs outage_fallback=true allows that)"
+    )
+    started = time.monotonic()
+    with pytest.raises(OnePasswordSecretUnusable):
+        backend.get_variable("api_key")  # inside the outage window: at once, no request
+    assert time.monotonic() - started < 0.5
+    assert backend.get_variable("never_looked_up") is None, "a key this process cannot place: the next source"
+    assert backend.get_conn_value("pg_fields") is None
+
+
+def test_in_an_outage_a_lookup_pattern_says_which_keys_1password_holds(
+    make_backend: MakeBackend, devvault: DevVaultServer
+) -> None:
+    devvault.faults.update({"fail_status": 503, "fail_count": 100})
+    backend = make_backend(variables_lookup_pattern=r"dts_", max_retries=0)
+    with pytest.raises(OnePasswordSecretUnusable):
+        backend.get_variable("dts_knack_app_id")
+    assert backend.get_variable("other_key") is None, "not 1Password's: no request, the next source"
+
+
+def test_outage_fallback_lets_airflow_go_on_to_its_other_sources(
+    make_backend: MakeBackend, devvault: DevVaultServer
+) -> None:
+    backend = make_backend(outage_fallback=True, variables_lookup_pattern=r"dts_|api_key", max_retries=0)
+    assert backend.get_variable("api_key") == "variable-api-key"
+    backend.client.clear_cache()
+    devvault.faults.update({"fail_status": 503, "fail_count": 100})
+    assert backend.get_variable("api_key") is None
+    assert backend.get_variable("dts_knack_app_id") is None
+
+
 def test_outage_window_ends(make_backend: MakeBackend, devvault: DevVaultServer) -> None:
     backend = make_backend(outage_backoff=0.3, max_retries=0)
     devvault.faults.update({"fail_status": 503, "fail_count": 1})
@@ -350,6 +412,7 @@ def test_defaults_are_the_ones_readme_documents(make_backend: MakeBackend) -> No
         30,
         True,
     )
+    assert backend.outage_fallback is False
     assert (settings.cache_ttl, settings.timeout, settings.total_timeout, settings.max_retries) == (300, 5, 15, 1)
     tuned = make_backend(cache_ttl=7, timeout=2, total_timeout=9, max_retries=0).settings
     assert (tuned.cache_ttl, tuned.timeout, tuned.total_timeout, tuned.max_retries) == (7, 2, 9, 0)
@@ -361,7 +424,7 @@ def test_unknown_kwargs_list_what_is_accepted(make_backend: MakeBackend) -> None
     assert str(err.value).endswith(
         "accepted: connect_host, connect_token, vault, connections_prefix, variables_prefix, config_prefix, "
         "connections_lookup_pattern, variables_lookup_pattern, config_lookup_pattern, sep, cache_ttl, miss_ttl, "
-        "outage_backoff, timeout, total_timeout, max_retries, delegate_in_dag_parsing"
+        "outage_backoff, outage_fallback, timeout, total_timeout, max_retries, delegate_in_dag_parsing"
     )
 
 
@@ -483,7 +546,7 @@ def test_parsing_subprocesses_delegate_to_the_dag_processor(
     monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "client")
     caplog.set_level(logging.DEBUG)
     assert make_backend().get_variable("api_key") is None
-    assert "variable 'api_key': left to the DAG processor's backend (shared cache)" in caplog.text
+    assert "variable 'api_key': asked of the DAG processor, whose backend keeps the cache" in caplog.text
     assert devvault.request_count == 0
     assert make_backend(delegate_in_dag_parsing=False).get_variable("api_key") == "variable-api-key"
     monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")  # e.g. a task process forked by the scheduler

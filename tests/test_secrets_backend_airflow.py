@@ -84,7 +84,12 @@ def scheduler_run(
 ) -> Iterator[dict[str, object]]:
     """Start scheduler and DAG processor, let them find the DAG, watch a few parse loops, trigger a run."""
     home = airflow_stack.home
-    processor_env = {**airflow_stack.env, "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(PARSE_INTERVAL)}
+    processor_env = {
+        **airflow_stack.env,
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(PARSE_INTERVAL),
+        # Left from the Airflow 2 host: 1Password holds the key too and must answer at parse time as at run time.
+        "AIRFLOW_VAR_DAG_TAG": "stale-env-copy-from-airflow2",
+    }
     procs = [
         _start(["scheduler"], airflow_stack.env, home / "scheduler.log"),
         _start(["dag-processor"], processor_env, home / "dag-processor.log"),
@@ -135,9 +140,13 @@ def wait_for(call, done, timeout: float, procs) -> httpx.Response:  # type: igno
 
 
 def test_dag_processor_resolved_the_top_level_variable(scheduler_run: dict[str, object]) -> None:
+    """From 1Password, although the DAG processor's environment holds a stale copy (issue 27, finding 8:
+    parsing children answered from their environment before asking the DAG processor)."""
     dag = scheduler_run["dag"]
     assert isinstance(dag, dict)
-    assert "tag-from-1password" in {t["name"] for t in dag["tags"]}
+    assert {t["name"] for t in dag["tags"]} & {"tag-from-1password", "stale-env-copy-from-airflow2"} == {
+        "tag-from-1password"
+    }
 
 
 def test_parse_loops_reuse_the_dag_processors_cache(scheduler_run: dict[str, object]) -> None:
@@ -191,3 +200,26 @@ def test_cli_variables_get(airflow_stack: AirflowStack) -> None:
     result = run_airflow(["variables", "get", "api_key"], airflow_stack.env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "variable-api-key"
+
+
+# -- issue 27, findings 8 and 9: a key 1Password holds has one source --------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "key", "problem"),
+    [
+        ("variables", "two_values", "exists in several sections (prod, test)"),
+        ("variables", "twice", "2 items in vault 'Airflow Vault' are titled 'airflow/variables/twice'"),
+        ("connections", "bad_port", "field 'port' is not a number"),
+    ],
+)
+def test_an_unusable_item_stops_airflow_before_a_stale_copy_answers(
+    airflow_stack: AirflowStack, kind: str, key: str, problem: str
+) -> None:
+    """Airflow's own lookup chain (the CLI, in-process): the environment holds a copy from the Airflow 2
+    host; 1Password holds the key but cannot give one value. The copy must not be used."""
+    stale = f"stale-env-copy-from-airflow2-{key}"
+    name = f"AIRFLOW_{'VAR' if kind == 'variables' else 'CONN'}_{key.upper()}"
+    copy = stale if kind == "variables" else json.dumps({"conn_type": "generic", "password": stale})
+    result = run_airflow([kind, "get", key], {**airflow_stack.env, name: copy})
+    assert result.returncode != 0
+    assert stale not in result.stdout + result.stderr
+    assert problem in result.stdout + result.stderr, result.stderr[-2000:]

@@ -6,11 +6,13 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import httpx
 import pytest
+import requests
 
+from airflow_dts_provider.devvault import DevVaultServer
 from airflow_dts_provider.notifications.slack import SlackNotifier
 from tests.conftest import CANARY, AirflowStack, logged_messages
 from tests.slack_standin import SlackStandIn
@@ -610,3 +612,20 @@ def test_a_cron_the_describer_cannot_read_is_shown_as_written() -> None:
     timetable = SimpleNamespace(description=None, expression="0 6 * * * extra-field")  # and no timezone: UTC
     lines = SlackNotifier().build_message({"dag": SimpleNamespace(dag_id="odd", timetable=timetable), "run_id": "r"})
     assert "Schedule: 0 6 * * * extra-field (0 6 * * * extra-field, UTC)" in lines[0].splitlines()
+
+
+def test_a_token_url_encoded_in_an_exceptions_url_does_not_reach_slack(
+    api_conn: None, slack_standin: SlackStandIn, devvault: DevVaultServer, make_client: Any,
+    clean_masker: Callable[[str], str],
+) -> None:  # fmt: skip
+    """Issue 27, finding 4: ``requests`` quotes the URL of a failed request, token and all, URL-encoded."""
+    token = make_client(vault="Team Vault").resolve("op://Team Vault/Socrata Encoded/appToken")
+    response = requests.get(f"{devvault.url}/v1/no-such-endpoint", params={"$$app_token": token}, timeout=10)
+    with pytest.raises(requests.HTTPError) as raised:
+        response.raise_for_status()
+    assert quote_plus(token) in str(raised.value) and token not in str(raised.value), "what requests writes"
+    SlackNotifier(kind="failure")({**CONTEXT, "exception": raised.value})
+    (sent,) = api_messages(slack_standin)
+    body = json.dumps(sent["body"])
+    assert "HTTPError" in body and "app_token=***" in body, body
+    assert "4e1a" not in body, body

@@ -20,12 +20,12 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpcore
 import httpx
@@ -44,109 +44,17 @@ from airflow_dts_provider._onepassword.errors import (
     shown,
 )
 from airflow_dts_provider._onepassword.masking import mask
-from airflow_dts_provider._onepassword.models import Item
+from airflow_dts_provider._onepassword.models import Item, fold
 from airflow_dts_provider._onepassword.references import (
     SecretReference,
     looks_like_id,
     parse_secret_mapping,
     parse_secret_spec,
 )
+from airflow_dts_provider._onepassword.settings import ConnectSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: Environment variables read when no Airflow connection is configured, in order of preference.
-HOST_ENV = ("OP_CONNECT_HOST", "OP_CONNECT")
-TOKEN_ENV = ("OP_CONNECT_TOKEN", "OP_API_TOKEN")
-VAULT_ENV = ("OP_VAULT", "OP_VAULT_ID")
-
-
-#: A Connect token is a JWT: printable ASCII, no spaces. Anything else (most often a newline copied
-#: with it from a file) would end up in an HTTP header -- and in the error text that rejects it.
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-
-
-@dataclass(frozen=True, repr=False)
-class ConnectSettings:
-    """Everything that identifies one client; equal settings share one client and one cache.
-
-    ``timeout`` bounds each read; ``total_timeout`` bounds one whole lookup (every request and retry
-    it makes, however slowly a server trickles its answer).
-    """
-
-    host: str
-    token: str
-    vault: str | None = None
-    cache_ttl: float = 300.0
-    timeout: float = 10.0
-    total_timeout: float = 30.0
-    max_retries: int = 3
-    backoff: float = 0.25
-    max_backoff: float = 4.0
-    index_refresh_interval: float = 10.0
-    max_workers: int = 8
-    verify: bool | str = True
-
-    def __post_init__(self) -> None:
-        if not self.host or not self.host.strip():
-            raise OnePasswordConfigError("1Password Connect host is not set (e.g. http://op-connect:8080)")
-        if "://" not in self.host:
-            shown_host = without_userinfo(f"http://{self.host}")[len("http://") :]
-            raise OnePasswordConfigError(
-                f"1Password Connect host {shown_host!r} must be a URL with a scheme, e.g. http://{shown_host}"
-            )
-        if isinstance(self.verify, str) and not os.path.exists(self.verify):
-            raise OnePasswordConfigError(
-                f"The CA certificate file or directory {self.verify!r} to verify 1Password Connect with does not exist"
-            )
-        if not self.token:
-            raise OnePasswordConfigError("1Password Connect token is not set")
-        if not isinstance(self.token, str) or not _TOKEN_CHARS.fullmatch(self.token):
-            raise OnePasswordConfigError(
-                "1Password Connect token contains whitespace or control characters (often a trailing newline "
-                "copied from a file); remove them from the connection's password or OP_CONNECT_TOKEN"
-            )
-        for name in ("cache_ttl", "timeout", "total_timeout", "backoff", "max_backoff", "index_refresh_interval"):
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
-                raise OnePasswordConfigError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
-        if self.timeout <= 0 or self.total_timeout <= 0:
-            raise OnePasswordConfigError("timeout and total_timeout must be > 0 seconds")
-        if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 10:
-            raise OnePasswordConfigError(f"max_retries must be an integer 0..10, got {self.max_retries!r}")
-        if not isinstance(self.max_workers, int) or not 1 <= self.max_workers <= 64:
-            raise OnePasswordConfigError(f"max_workers must be an integer 1..64, got {self.max_workers!r}")
-
-    def __repr__(self) -> str:
-        return f"ConnectSettings(host={self.display_host!r}, vault={self.vault!r})"
-
-    @property
-    def display_host(self) -> str:
-        """The host as errors and logs show it: without any ``user:password@`` part."""
-        return without_userinfo(self.host)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectSettings:
-        """Settings from the SDK's variables, then the team's (``OP_CONNECT``, ``OP_API_TOKEN``...)."""
-        env = os.environ if environ is None else environ
-
-        def first(names: Iterable[str]) -> str | None:
-            return next((env[n] for n in names if env.get(n)), None)
-
-        values: dict[str, Any] = {
-            "host": first(HOST_ENV),
-            "token": first(TOKEN_ENV),
-            "vault": first(VAULT_ENV),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if not values["host"]:
-            raise OnePasswordConfigError(
-                "1Password Connect host is not set: configure the connection or set OP_CONNECT_HOST (or OP_CONNECT)"
-            )
-        if not values["token"]:
-            raise OnePasswordConfigError(
-                "1Password Connect token is not set: configure the connection or set OP_CONNECT_TOKEN (or OP_API_TOKEN)"
-            )
-        return cls(**values)
 
 
 @dataclass
@@ -178,14 +86,14 @@ class _VaultIndex:
                 continue
             title, item_id = s.get("title") or "", s["id"]
             by_title.setdefault(title, []).append(item_id)
-            by_folded.setdefault(title.casefold(), []).append(item_id)
+            by_folded.setdefault(fold(title), []).append(item_id)
         ids = frozenset(s["id"] for s in summaries if not s.get("trashed"))
         return cls(vault_id, time.monotonic(), ids, by_title, by_folded)
 
     def lookup(self, item: str) -> list[str]:
         if item in self.ids:
             return [item]
-        return self.by_title.get(item) or self.by_folded.get(item.casefold()) or []
+        return self.by_title.get(item) or self.by_folded.get(fold(item)) or []
 
 
 class _NotFound(Exception):
@@ -261,7 +169,19 @@ class OnePasswordClient:
         return values
 
     def get_item(self, item: str, vault: str | None = None) -> Item:
-        """The full item (by title or id); its secret values are registered with the masker."""
+        """The full item (by title or id); every field value in it is registered with the masker.
+
+        Every value, whatever its field type: the team keeps API keys in STRING fields of sections, and a
+        value handed out is one a task may print. (The secrets backend reads items with ``fetch_item`` and
+        registers what it hands to Airflow as secret, leaving hosts and logins readable as Airflow does.)
+        """
+        found = self.fetch_item(item, vault)
+        for value in found.values():
+            mask(value)
+        return found
+
+    def fetch_item(self, item: str, vault: str | None = None) -> Item:
+        """The full item, registering only values secret by type or purpose; the caller registers the rest."""
         ref = self._with_vault(SecretReference(item=item, field="-", vault=vault))
         with self._deadline():
             key = self._locate_all([ref])[ref]
@@ -343,29 +263,45 @@ class OnePasswordClient:
         except VaultNotFoundError:
             if not looks_like_id(vault):  # a name was looked up already
                 raise
-        # A 26-character lowercase vault *name*: not an id after all, look it up by name.
-        vault_id = self._vault_id(vault, by_name=True)
-        return vault_id, self._index(vault_id, vault)
-
-    def _vault_id(self, vault: str, by_name: bool = False) -> str:
-        if looks_like_id(vault) and not by_name:
-            return vault
-        vaults = self._cached(
-            ("vaults",),
-            lambda: _checked_summaries(self._request("/v1/vaults", "vault list"), "vault list", "/v1/vaults"),
+        # Ids are ids: one that no longer resolves is never retried as a name (a vault named like a
+        # vault gone would silently take its place). Say so when a vault has that name.
+        named = self._vault_named(vault)
+        if named is None:
+            raise VaultNotFoundError(vault)
+        raise VaultNotFoundError(
+            vault,
+            hint=f" A vault is named {shown(vault)} (id {named}): a name that looks like a 1Password id (26 "
+            "lowercase letters and digits) is read as an id; address that vault by its id or rename it.",
         )
-        for fold in (False, True):
+
+    def _vault_id(self, vault: str) -> str:
+        """The id of a vault given by id (kept as it is) or by name (exact, else ignoring case)."""
+        if looks_like_id(vault):
+            return vault
+        vault_id = self._vault_named(vault)
+        if vault_id is None:
+            raise VaultNotFoundError(vault, [v.get("name") or "" for v in self._vaults()])
+        return vault_id
+
+    def _vault_named(self, vault: str) -> str | None:
+        vaults = self._vaults()
+        for ignore_case in (False, True):
             matches = [
                 v["id"]
                 for v in vaults
-                if (v.get("name") or "").casefold() == vault.casefold()
-                if fold or v.get("name") == vault
+                if (fold(v.get("name") or "") == fold(vault) if ignore_case else v.get("name") == vault)
             ]
             if len(matches) == 1:
-                return matches[0]
+                return str(matches[0])
             if len(matches) > 1:
                 raise OnePasswordError(f"{len(matches)} vaults are named {shown(vault)}; address the vault by id")
-        raise VaultNotFoundError(vault, [v.get("name") or "" for v in vaults])
+        return None
+
+    def _vaults(self) -> list[dict[str, Any]]:
+        return self._cached(
+            ("vaults",),
+            lambda: _checked_summaries(self._request("/v1/vaults", "vault list"), "vault list", "/v1/vaults"),
+        )
 
     def _index(self, vault_id: str, vault_label: str, refresh: bool = False) -> _VaultIndex:
         path = f"/v1/vaults/{quote(vault_id, safe='')}/items"
@@ -572,17 +508,6 @@ def _checked_summaries(body: list[Any], kind: str, path: str) -> list[dict[str, 
                 f"1Password Connect answered the {kind} ({path}) with an entry that has no id ({_json_kind(entry)})"
             )
     return body
-
-
-def without_userinfo(url: str) -> str:
-    """``http://user:pass@host:8080/x`` -> ``http://host:8080/x`` (for messages; requests keep the URL)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 # ------------------------------------------------------------------------------------ total deadline

@@ -30,9 +30,9 @@ class OnePasswordConfigError(OnePasswordError, ValueError):
 
 
 class VaultNotFoundError(OnePasswordError):
-    def __init__(self, vault: str, known: Iterable[str] = ()):
+    def __init__(self, vault: str, known: Iterable[str] = (), hint: str = ""):
         self.vault = vault
-        hint = _did_you_mean(vault, known)
+        hint = hint or _did_you_mean(vault, known)
         super().__init__(f"1Password vault {shown(vault)} not found or not shared with this Connect token.{hint}")
 
 

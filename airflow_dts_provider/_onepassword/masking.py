@@ -5,14 +5,28 @@ time, so a multi-line value is registered whole *and* line by line. Airflow skip
 than ``[logging] min_length_masked_secret`` (default 5) -- masking ``"abc"`` everywhere would
 shred logs -- and this module applies the same threshold to XCom scrubbing, so a value is either
 hidden in both places or in neither.
+
+A value also reaches logs in the forms Airflow and the standard library write it in on their own:
+``conn.get_uri()`` percent-encodes a password, ``json.dumps`` and Jinja's ``tojson`` escape it, a
+printed dict shows its ``repr``, an HTML page escapes it. ``encoded_forms`` lists those; ``mask``
+registers them with every value it registers, and ``[logging] secret_mask_adapter`` set to
+``airflow_dts_provider.secrets.masking.encoded_forms`` gives Airflow's own registrations (connection
+passwords from its database, sensitive Variables) the same cover.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import html
+import json
 import logging
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
+
+import markupsafe
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +62,79 @@ def maskable_parts(value: str, shortest: int | None = None) -> list[str]:
     return list(seen)
 
 
+def encoded_forms(secret: str) -> list[str]:
+    """The other ways ``secret`` (and each of its lines) is written out without anyone asking.
+
+    Percent-encoded as ``get_uri()`` and ``urlencode`` do it (``quote`` with and without ``/`` kept,
+    ``quote_plus``), JSON-escaped (ASCII-only and not; Jinja's ``tojson`` also escapes ``<>&'``),
+    ``repr``-escaped as a printed dict or list shows it (and as bytes), HTML-escaped (the standard
+    library's and Jinja's/markupsafe's entities), Unicode-normalized (NFC and NFD) and base64 of the
+    whole value. Forms equal to the value are left out. This is the function for Airflow's ``[logging]
+    secret_mask_adapter``: Airflow masks the value and every form returned.
+    """
+    if not isinstance(secret, str) or not secret:
+        return []
+    texts = [secret]
+    if "\n" in secret or "\r" in secret:
+        texts += [line.strip() for line in secret.splitlines() if line.strip()]
+    forms: dict[str, None] = {}
+    for text in texts:
+        for form in _encodings(text):
+            if form and form != secret:
+                forms.setdefault(form, None)
+    return list(forms)
+
+
+def _encodings(text: str) -> Iterable[str]:
+    as_json = json.dumps(text)[1:-1]
+    yield text
+    yield quote(text, safe="")
+    yield quote(text)
+    yield quote_plus(text)
+    yield as_json
+    yield json.dumps(text, ensure_ascii=False)[1:-1]
+    yield (as_json.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("'", "\\u0027"))
+    yield repr(text)[1:-1]
+    yield repr(text.encode("utf-8", "backslashreplace"))[2:-1]
+    yield html.escape(text)
+    yield html.escape(text, quote=False)
+    yield str(markupsafe.escape(text))  # Jinja's autoescape and its |e filter: &#39; and &#34;
+    yield unicodedata.normalize("NFC", text)
+    yield unicodedata.normalize("NFD", text)
+    yield base64.b64encode(text.encode("utf-8", "backslashreplace")).decode("ascii")
+
+
 def is_too_short(value: str) -> bool:
     """True when Airflow would not mask this value at all (a caller may want to warn)."""
     return bool(value) and not maskable_parts(value)
 
 
-def mask(value: Any) -> list[str]:
-    """Register a secret value (and each of its lines) with Airflow's secret maskers; returns what was registered.
+def hidden_forms(value: str) -> list[str]:
+    """Everything to hide for one value: its maskable parts and their encoded forms, long enough to mask."""
+    parts = maskable_parts(value)
+    if not parts:
+        return parts
+    limit = min_length()
+    hidden = dict.fromkeys(parts)
+    for form in encoded_forms(value):
+        if len(form) >= limit and form.lower() not in SKIPPED:
+            hidden.setdefault(form, None)
+    return list(hidden)
 
-    The task SDK's masker covers task logs (and tells the supervisor, one message for all the parts);
-    server processes (scheduler, API server, DAG processor) filter their own logs through the core
-    masker, so register there too.
+
+def mask(value: Any) -> list[str]:
+    """Register a secret value, each of its lines and their encoded forms with Airflow's secret maskers.
+
+    Returns the parts registered (the value and its lines; empty when too short to mask). The task
+    SDK's masker covers task logs (and tells the supervisor, one message for all the parts); server
+    processes (scheduler, API server, DAG processor) filter their own logs through the core masker,
+    so register there too. Where ``[logging] secret_mask_adapter`` is ``encoded_forms`` already, the
+    maskers add the forms themselves and only the parts are sent.
     """
     parts = maskable_parts(value) if isinstance(value, str) else []
     if not parts:
         return parts
-    as_json: list[Any] = parts  # a JSON list: the maskers register each element
+    as_json: list[Any] = parts if _adapter_adds_forms() else hidden_forms(value)  # the maskers register each element
     try:
         from airflow.sdk.log import mask_secret
 
@@ -81,6 +152,16 @@ def mask(value: Any) -> list[str]:
     return parts
 
 
+def _adapter_adds_forms() -> bool:
+    """True when the task SDK's masker applies ``encoded_forms`` itself (``[logging] secret_mask_adapter``)."""
+    try:
+        from airflow.sdk._shared.secrets_masker import _secrets_masker
+    except ImportError:
+        return False
+    adapter = getattr(_secrets_masker(), "secret_mask_adapter", None)
+    return getattr(adapter, "__wrapped__", adapter) is encoded_forms
+
+
 def mask_json_leaves(value: Any) -> None:
     """Register every string (and number written as text) inside a JSON-like value."""
     if isinstance(value, dict):
@@ -94,8 +175,9 @@ def mask_json_leaves(value: Any) -> None:
 
 
 def scrub_parts(values: Iterable[str]) -> list[str]:
-    """Every maskable part of ``values``, longest first (so a secret inside a longer one cannot split it)."""
-    return sorted({p for v in values for p in maskable_parts(v)}, key=len, reverse=True)
+    """Every maskable part of ``values`` and its encoded forms, longest first (a secret inside a longer one
+    cannot split it)."""
+    return sorted({p for v in values for p in hidden_forms(v)}, key=len, reverse=True)
 
 
 def scrub_text(text: str, parts: Iterable[str]) -> str:

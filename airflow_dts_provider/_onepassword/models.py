@@ -112,6 +112,10 @@ class Item:
             )
         raise FieldNotFoundError(vault_label, self.title, wanted, self.labels_by_section(), hint=hint)
 
+    def values(self) -> list[str]:
+        """Every field value (and one-time password) in the item."""
+        return [v for f in self.fields for v in (f.value, f.totp) if v]
+
     def secret_values(self) -> list[str]:
         """Values that are secret by type or purpose, for the log masker."""
         return [
@@ -121,10 +125,20 @@ class Item:
         ]
 
 
-def _same(candidate: str | None, wanted: str, fold: bool) -> bool:
+def fold(text: str) -> str:
+    """The form names are compared in when case does not matter: lower case, and nothing more.
+
+    Not ``casefold``: it turns the long s (U+017F) into ``s`` and ``ß`` into ``ss``, so a title spelled
+    with a long s would find ``warehouse_dsn``. A character that lower-cases to ASCII from outside it
+    (the Kelvin sign, U+212A) is kept as it is, for the same reason.
+    """
+    return "".join(c if not c.isascii() and c.lower().isascii() else c.lower() for c in text)
+
+
+def _same(candidate: str | None, wanted: str, ignore_case: bool) -> bool:
     if not candidate:
         return False
-    return candidate.casefold() == wanted.casefold() if fold else candidate == wanted
+    return fold(candidate) == fold(wanted) if ignore_case else candidate == wanted
 
 
 def _in_section(f: ItemField, section: str | None, fold: bool) -> bool:

@@ -162,7 +162,9 @@ def _check_file(result: LoadedFile, source: str, config: LintConfig) -> Iterator
             "import-time-lookup",
             "looks up secrets while the file is parsed (every parse, on every DAG processor loop): "
             + "; ".join(what)
-            + ". Use templates ({{ var.value.x }}, {{ conn.x }}) or look them up inside a task",
+            + ". What a file computes while parsed is stored in the metadata DB unmasked (the serialized DAG; "
+            "the import-error table if parsing fails). Use templates ({{ var.value.x }}, {{ conn.x }}) or look "
+            "them up inside a task",
         )
     try:
         tree = ast.parse(source)

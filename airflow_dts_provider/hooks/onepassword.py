@@ -73,7 +73,7 @@ class OnePasswordHook(BaseHook):
         return shared_client(self.settings)
 
     def get_item(self, item: str, vault: str | None = None) -> Item:
-        """Full item by title or id. Values are hidden from its repr and registered with the masker."""
+        """Full item by title or id. Every field value is hidden from its repr and registered with the masker."""
         return self.get_conn().get_item(item, vault)
 
     def get_field(self, item: str, field: str, vault: str | None = None) -> str:

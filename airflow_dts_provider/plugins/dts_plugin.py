@@ -1,4 +1,5 @@
-"""The provider's Airflow plugin: Admin > DAG Repositories (entry point ``airflow.plugins``)."""
+"""The provider's Airflow plugin (entry point ``airflow.plugins``): Admin > DAG Repositories, and a listener
+that keeps the 1Password Connect token out of what a task starts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+from airflow_dts_provider.plugins import task_environment
 
 URL_PREFIX = "/dts"
 
@@ -30,6 +33,7 @@ class _AppOnFirstRequest:
 
 class DtsPlugin(AirflowPlugin):
     name = "dts"
+    listeners = [task_environment]
     fastapi_apps = [{"app": _AppOnFirstRequest(), "url_prefix": URL_PREFIX, "name": "DAG Repositories"}]
     external_views = [
         {

@@ -17,6 +17,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
 from airflow.secrets import BaseSecretsBackend
 
 from airflow_dts_provider._onepassword import (
@@ -35,6 +36,8 @@ from airflow_dts_provider._onepassword import (
     mask_json_leaves,
     shared_client,
 )
+from airflow_dts_provider._onepassword.errors import AmbiguousFieldError
+from airflow_dts_provider._onepassword.models import fold
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,16 @@ DATABASE_TYPES = {
 }
 
 
+class OnePasswordSecretUnusable(AirflowSecretsBackendAccessDenied):
+    """1Password holds this key but cannot give its value now: Airflow stops its search here.
+
+    Raised for an item that is ambiguous or malformed, and during an outage for a key 1Password
+    holds. Airflow asks no other source after it (``AirflowSecretsBackendAccessDenied``), so a stale
+    copy in the environment or the database is never used in its place. The message names the key,
+    item and field, never a value.
+    """
+
+
 class OnePasswordBackend(BaseSecretsBackend):
     """
     Read Airflow Connections, Variables and config values from 1Password through 1Password Connect.
@@ -92,7 +105,11 @@ class OnePasswordBackend(BaseSecretsBackend):
     :param miss_ttl: seconds a missing item is remembered, so repeated lookups of keys that live
         elsewhere (environment, metastore) cost nothing.
     :param outage_backoff: after Connect was unreachable or refused the token, seconds during which
-        lookups return None at once instead of waiting on Connect again (one warning per outage).
+        lookups answer at once instead of waiting on Connect again (one warning per outage).
+    :param outage_fallback: during an outage, a key 1Password holds (found by this process before, or
+        matching the kind's lookup pattern) raises ``OnePasswordSecretUnusable`` by default, so Airflow
+        uses no other copy of it; ``True`` returns None instead and Airflow goes on to the environment
+        and its database. A key 1Password does not hold, or one this process cannot tell, returns None.
     :param timeout: per-read timeout in seconds.
     :param total_timeout: seconds one lookup may take, every request and retry included.
     :param max_retries: retries for transient errors.
@@ -117,6 +134,7 @@ class OnePasswordBackend(BaseSecretsBackend):
         cache_ttl: float = 300.0,
         miss_ttl: float = 60.0,
         outage_backoff: float = 30.0,
+        outage_fallback: bool = False,
         timeout: float = 5.0,
         total_timeout: float = 15.0,
         max_retries: int = 1,
@@ -152,8 +170,11 @@ class OnePasswordBackend(BaseSecretsBackend):
         self.delegate_in_dag_parsing = bool(delegate_in_dag_parsing)
         self.miss_ttl = float(miss_ttl)
         self.outage_backoff = float(outage_backoff)
+        self.outage_fallback = bool(outage_fallback)
         self._misses: dict[str, float] = {}
+        self._held: set[str] = set()  # titles this process found in 1Password (bounded like the misses)
         self._outage_until = 0.0
+        self._outage_cause = ""
         self._lock = threading.Lock()
 
     @property
@@ -167,14 +188,20 @@ class OnePasswordBackend(BaseSecretsBackend):
         if item is None:
             return None
         try:
-            value = connection_value(item)
-        except OnePasswordError as err:  # a malformed item: say which, then let Airflow go on
-            log.warning("1Password connection %r not used: %s", conn_id, err)
-            return None
+            value = connection_value(item, self.settings.vault or "")
+        except OnePasswordError as err:  # a malformed item: 1Password holds the key, so no other copy is used
+            raise OnePasswordSecretUnusable(f"1Password connection {conn_id!r} not usable: {err}") from None
         mask_connection(item, value)
         return value
 
+    def get_connection(self, conn_id: str, team_name: str | None = None) -> Any:
+        if self._asks_supervisor("connection", conn_id):
+            return _supervisor_backend().get_connection(conn_id)
+        return super().get_connection(conn_id, team_name=team_name)
+
     def get_variable(self, key: str, team_name: str | None = None) -> str | None:
+        if self._asks_supervisor("variable", key):
+            return _supervisor_backend().get_variable(key)
         item = self._lookup("variable", key)
         return None if item is None else self._single_value(item, "variable", key)
 
@@ -191,6 +218,20 @@ class OnePasswordBackend(BaseSecretsBackend):
             return None
         return f"{prefix}{self.sep}{key}" if prefix else key
 
+    def _asks_supervisor(self, kind: str, key: str) -> bool:
+        """True in a DAG-parsing child, for a key this backend would look up: the DAG processor answers.
+
+        Its answer comes from its own chain, this backend first (with the cache every parse shares),
+        then the environment and the database: the order a task's lookup follows at run time. Returning
+        None here instead would let the child's environment answer before 1Password is asked.
+        """
+        if not (self.delegate_in_dag_parsing and self.title_for(kind, key) is not None):
+            return False
+        if not in_supervised_parsing_process():
+            return False
+        log.debug("%s %r: asked of the DAG processor, whose backend keeps the cache", kind, key)
+        return True
+
     def _lookup(self, kind: str, key: str) -> Item | None:
         title = self.title_for(kind, key)
         if title is None:
@@ -202,29 +243,50 @@ class OnePasswordBackend(BaseSecretsBackend):
         with self._lock:
             if now < self._outage_until:
                 log.debug("1Password lookup of %s %r skipped: Connect failed recently", kind, key)
+                self._refuse_if_held(kind, key, title, self._outage_cause)
                 return None
             if self._misses.get(title, 0.0) > now:
                 return None
         try:
-            return self.client.get_item(title)
+            item = self.client.fetch_item(title)
         except (ItemNotFoundError, VaultNotFoundError) as err:
             log.debug("No 1Password item for %s %r: %s", kind, key, err)
             self._remember_miss(title)
+            return None
         except AmbiguousItemError as err:
-            log.warning("1Password %s %r not used: %s", kind, key, err)
-            self._remember_miss(title)
+            raise OnePasswordSecretUnusable(f"1Password {kind} {key!r} not usable: {err}") from None
         except (OnePasswordUnavailableError, OnePasswordUnauthorizedError) as err:
             with self._lock:
                 first = now >= self._outage_until
                 self._outage_until = time.monotonic() + self.outage_backoff
+                self._outage_cause = str(err)
             if first:
                 log.warning(
                     "1Password secrets backend cannot read %s %r (%s); lookups skip 1Password for %gs",
                     kind, key, err, self.outage_backoff,
                 )  # fmt: skip
-        except OnePasswordError as err:
-            log.warning("1Password %s %r not used: %s", kind, key, err)
-        return None
+            self._refuse_if_held(kind, key, title, str(err))
+            return None
+        except OnePasswordError as err:  # Connect answered, but not as Connect does: as an outage, once
+            log.warning("1Password %s %r not read: %s", kind, key, err)
+            self._refuse_if_held(kind, key, title, str(err))
+            return None
+        with self._lock:
+            if len(self._held) > 10_000:
+                self._held.clear()
+            self._held.add(title)
+        return item
+
+    def _refuse_if_held(self, kind: str, key: str, title: str, cause: str) -> None:
+        """During an outage: stop Airflow's search for a key 1Password holds; else let it ask its next source."""
+        pattern = self.patterns[kind]
+        holds = title in self._held or (pattern is not None and pattern.match(key) is not None)
+        if self.outage_fallback or not holds:
+            return
+        raise OnePasswordSecretUnusable(
+            f"1Password holds {kind} {key!r} (item {title!r}) but cannot be read ({cause}); no other copy is "
+            "used in its place (backend_kwargs outage_fallback=true allows that)"
+        )
 
     def _remember_miss(self, title: str) -> None:
         if self.miss_ttl <= 0:
@@ -236,17 +298,26 @@ class OnePasswordBackend(BaseSecretsBackend):
             self._misses[title] = now + self.miss_ttl
 
     def _single_value(self, item: Item, kind: str, key: str) -> str | None:
-        field = variable_field(item)
+        try:
+            field = variable_field(item, self.settings.vault or "")
+        except AmbiguousFieldError as err:
+            raise OnePasswordSecretUnusable(f"1Password {kind} {key!r} not usable: {err}") from None
         if field is None:
             labels = ", ".join(f.label for f in item.fields) or "none"
-            log.warning(
-                "1Password item %r for %s %r has no 'value' field and no single obvious one (fields: %s)",
-                item.title, kind, key, labels,
-            )  # fmt: skip
-            return None
+            raise OnePasswordSecretUnusable(
+                f"1Password item {item.title!r} for {kind} {key!r} has no 'value' field and no single obvious one "
+                f"(fields: {labels}); label the field holding the value 'value'"
+            )
         if field.value:
             mask(field.value)  # a value kept in 1Password is a secret, whatever its key is called
         return field.value
+
+
+def _supervisor_backend() -> Any:
+    """Airflow's own backend that sends a lookup over the parsing child's channel to the DAG processor."""
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+
+    return ExecutionAPISecretsBackend()
 
 
 def in_supervised_parsing_process() -> bool:
@@ -267,27 +338,32 @@ def in_supervised_parsing_process() -> bool:
     return isinstance(comms, CommsDecoder)
 
 
-def variable_field(item: Item) -> ItemField | None:
-    """The field holding a Variable/config value: ``value``; else a password; else the only field."""
+def variable_field(item: Item, vault_label: str = "") -> ItemField | None:
+    """The field holding a Variable/config value: ``value``; else a password; else the only field.
+
+    Two fields by the same name (in different sections) are an ``AmbiguousFieldError``, never a pick.
+    """
     return (
-        _field(item, VALUE_FIELDS)
+        _field(item, VALUE_FIELDS, vault_label=vault_label)
         or next((f for f in item.fields if f.purpose == "PASSWORD" and f.value), None)
         or (item.fields[0] if len(item.fields) == 1 else None)
     )
 
 
-def connection_value(item: Item) -> str:
+def connection_value(item: Item, vault_label: str = "") -> str:
     """Serialize an item as the string Airflow deserializes into a Connection (URI or JSON)."""
-    whole = _field(item, WHOLE_CONNECTION_FIELDS)
+    whole = _field(item, WHOLE_CONNECTION_FIELDS, vault_label=vault_label)
     if whole is not None and whole.value:
         return whole.value
     conn: dict[str, Any] = {}
     for attribute, labels in CONNECTION_FIELDS.items():
-        found = _field(item, labels, purpose={"login": "USERNAME", "password": "PASSWORD"}.get(attribute))
+        found = _field(
+            item, labels, purpose={"login": "USERNAME", "password": "PASSWORD"}.get(attribute), vault_label=vault_label
+        )
         if found is not None and found.value:
             conn[attribute] = found.value
     if "conn_type" not in conn:
-        db_type = _field(item, ("type", "database_type"))
+        db_type = _field(item, ("type", "database_type"), vault_label=vault_label)
         if item.category == "DATABASE" and db_type is not None and db_type.value:
             conn["conn_type"] = DATABASE_TYPES.get(db_type.value.lower(), db_type.value.lower())
         else:
@@ -298,13 +374,13 @@ def connection_value(item: Item) -> str:
         except ValueError:
             raise OnePasswordError(f"1Password item {item.title!r}: field 'port' is not a number") from None
     extra: dict[str, Any] = {}
-    extra_field = _field(item, ("extra",))
+    extra_field = _field(item, ("extra",), vault_label=vault_label)
     if extra_field is not None and extra_field.value:
         try:
             extra.update(json.loads(extra_field.value))
         except ValueError:
             raise OnePasswordError(f"1Password item {item.title!r}: field 'extra' is not valid JSON") from None
-    extra.update({f.label: f.value for f in item.fields if (f.section_label or "").casefold() == "extra" and f.label})
+    extra.update({f.label: f.value for f in item.fields if fold(f.section_label or "") == "extra" and f.label})
     if extra:
         conn["extra"] = json.dumps(extra)
     return json.dumps(conn)
@@ -351,17 +427,23 @@ def _mask_uri(uri: str) -> None:
         mask(query_value)
 
 
-def _field(item: Item, names: tuple[str, ...], purpose: str | None = None) -> ItemField | None:
-    """First field (outside the 'extra' section) whose label or id matches a name, or with the purpose."""
-    candidates = [f for f in item.fields if (f.section_label or "").casefold() != "extra"]
+def _field(item: Item, names: tuple[str, ...], purpose: str | None = None, vault_label: str = "") -> ItemField | None:
+    """The field (outside the 'extra' section) with the purpose, else the first name that labels one.
+
+    A name labelling two fields (in different sections) is an ``AmbiguousFieldError``: which one
+    Airflow gets must not depend on field order.
+    """
+    candidates = [f for f in item.fields if fold(f.section_label or "") != "extra"]
     if purpose:
         by_purpose = next((f for f in candidates if f.purpose == purpose), None)
         if by_purpose is not None:
             return by_purpose
     for name in names:
-        for f in candidates:
-            if f.label.casefold() == name or f.id.casefold() == name:
-                return f
+        matches = [f for f in candidates if fold(f.label) == name or fold(f.id) == name]
+        if len(matches) > 1:
+            raise AmbiguousFieldError(vault_label, item.title, name, [f.section_label or "" for f in matches])
+        if matches:
+            return matches[0]
     return None
 
 

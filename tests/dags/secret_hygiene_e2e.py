@@ -6,11 +6,14 @@ fields, the metadata DB, API answers and Slack bodies for it.
 
 from __future__ import annotations
 
+import html
+import json
 import os
+from urllib.parse import quote_plus
 
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import Variable, dag, task
+from airflow.sdk import BaseHook, Variable, dag, task
 
 from airflow_dts_provider.hooks.onepassword import OnePasswordHook
 from airflow_dts_provider.notifications.slack import SlackNotifier
@@ -64,6 +67,51 @@ def hygiene_templates_e2e() -> None:
     returns_a_secret()
 
 
+@dag(schedule=None, start_date=START, catchup=False, tags=["tests"])
+def hygiene_encoded_e2e() -> None:
+    """Issue 27, finding 1: a password with every character an encoder changes, written out the usual ways."""
+    # The usual way to hand psql or SQLAlchemy a DSN; the last line is XCom.
+    BashOperator(task_id="dsn_from_get_uri", bash_command='echo "dsn: {{ conn.encoded_canary.get_uri() }}"')
+
+    @task
+    def prints_encoded_forms() -> dict[str, str]:
+        conn = BaseHook.get_connection("encoded_canary")
+        password = conn.password or ""
+        print(json.dumps({"password": password}))
+        print({"password": password, "extra": conn.extra_dejson})
+        print(f"form: {quote_plus(password)} html: {html.escape(password)}")
+        return {"as_json": json.dumps(password), "dsn": conn.get_uri()}
+
+    @task
+    def shows_rendered_fields(dsn: str, as_json: str) -> None:
+        print(f"rendered: {len(dsn)} and {len(as_json)} characters")
+
+    prints_encoded_forms()
+    shows_rendered_fields(
+        dsn="{{ conn.encoded_canary.get_uri() }}", as_json="{{ conn.encoded_canary.password | tojson }}"
+    )
+
+
+@dag(schedule=None, start_date=START, catchup=False, tags=["tests"])
+def hygiene_token_e2e() -> None:
+    """Issue 27, finding 3: a task printing its environment shows no Connect token; lookups still work."""
+    BashOperator(
+        task_id="prints_its_environment",
+        bash_command='env | sort; echo "token variables: $(env | grep -c "^OP_[A-Z_]*TOKEN=")"',
+    )
+
+    @task(multiple_outputs=False)
+    def looks_up_after_the_token_left_the_environment() -> dict[str, object]:
+        from airflow_dts_provider._onepassword import ConnectSettings, shared_client
+
+        in_environment = [name for name in ("OP_CONNECT_TOKEN", "OP_API_TOKEN") if name in os.environ]
+        client = shared_client(ConnectSettings.from_env(vault="Docker Vault"))
+        value = client.resolve("op://Docker Vault/Canary/secret")
+        return {"token_variables_in_environment": in_environment, "resolved_characters": len(value)}
+
+    looks_up_after_the_token_left_the_environment()
+
+
 @task
 def hostile_error() -> None:
     raise RuntimeError(f"upstream said: {INJECTION}")
@@ -83,4 +131,6 @@ def hygiene_slack_e2e() -> None:
 
 hygiene_docker_e2e()
 hygiene_templates_e2e()
+hygiene_encoded_e2e()
+hygiene_token_e2e()
 hygiene_slack_e2e()
