@@ -21,6 +21,7 @@ import functools
 import html
 import json
 import logging
+import re
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
@@ -132,7 +133,7 @@ def mask(value: Any) -> list[str]:
     maskers add the forms themselves and only the parts are sent.
     """
     parts = maskable_parts(value) if isinstance(value, str) else []
-    if not parts:
+    if not parts or _registered_already(value):
         return parts
     as_json: list[Any] = parts if _adapter_adds_forms() else hidden_forms(value)  # the maskers register each element
     try:
@@ -150,6 +151,15 @@ def mask(value: Any) -> list[str]:
     except Exception:
         log.warning("Could not register a 1Password value with the core secret masker")
     return parts
+
+
+def _registered_already(value: str) -> bool:
+    """True when the task SDK's masker has this value (a warm lookup): its forms went in with it."""
+    try:
+        from airflow.sdk._shared.secrets_masker import _secrets_masker
+    except ImportError:
+        return False
+    return re.escape(value) in getattr(_secrets_masker(), "patterns", ())
 
 
 def _adapter_adds_forms() -> bool:
