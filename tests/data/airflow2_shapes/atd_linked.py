@@ -1,0 +1,1 @@
+../airflow2_shapes_outside/atd_linked_target.py
