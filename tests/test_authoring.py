@@ -8,6 +8,7 @@ import copy
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -328,7 +329,9 @@ def test_preflight_by_item_lists_every_task_using_an_item(preflight_run: tuple) 
         "atd_knack_containers.knack_view_3_to_agol",
         "atd_toolbox_env.print_env_digests",
     }
-    assert f"{vault_id} / Knack AMD Data Tracker\n    atd_knack_containers.knack_view_1_to_agol" in by_item.stdout
+    header = re.search(rf"^{vault_id} / Knack AMD Data Tracker: (.*)\n    atd_\w+\.\w+$", by_item.stdout, re.M)
+    assert header is not None, by_item.stdout
+    assert re.fullmatch(r"ok; fields: [\w., ]+; 6 task\(s\)", header.group(1)), header.group(1)
 
 
 # -- a migrated Docker DAG runs with the environment the old one gave its container ------------
@@ -379,3 +382,34 @@ def test_migrated_docker_dag_gives_the_container_the_same_environment(
     assert digests_in_log(log) == expected
     assert CANARY not in log
     assert CANARY not in airflow_stack.db_dump()
+
+
+# -- issue 28: preflight sees the secrets of tasks migrate left, and prints per problem -------------------
+def test_preflight_counts_secrets_passed_through_xcom_and_lists_every_task_by_item(
+    corpus_vault: DevVaultServer, tmp_path: Path
+) -> None:
+    """The round-2 corpus migrated: its Bash and subclass DAGs still fetch secrets in a task of their own
+    and pass them on through XCom. Preflight checks those secrets and lists every task they reach."""
+    shapes = Path(__file__).parent / "data" / "airflow2_shapes"
+    shutil.copytree(shapes.parent / "airflow2_shapes_outside", tmp_path / "airflow2_shapes_outside")
+    folder = tmp_path / "airflow2_shapes"
+    shutil.copytree(shapes, folder, symlinks=True)
+    env = corpus_env(tmp_path / "home", corpus_vault)
+    assert run_cli(["migrate", str(folder), "--write"], env).returncode == 0
+    data = json.loads(run_cli(["preflight", str(folder), "--json", "--by-item"], env).stdout)
+    uses = {(c["dag_id"], c["task_id"], c["name"]) for c in data["checks"] if c["kind"] == "1password"}
+    assert {
+        ("atd_team_operator", "get_env_vars", "MAPBOX_TOKEN"),
+        ("atd_team_operator", "tiles", "MAPBOX_TOKEN (XCom of get_env_vars)"),
+        ("atd_bash_two_step", "get_env_vars", "PGPASSWORD"),
+        ("atd_bash_two_step", "with_defaults", "PGPASSWORD (XCom of get_env_vars)"),
+        ("atd_bash_two_step", "backup", "PGPASSWORD (XCom of get_env_vars)"),
+        ("atd_local_load_dict", "publish", "SOCRATA_APP_TOKEN"),
+    } <= uses
+    users = next(tasks for where, tasks in data["by_item"].items() if where.endswith(" / Warehouse Postgres"))
+    assert users == ["atd_bash_two_step.backup", "atd_bash_two_step.get_env_vars", "atd_bash_two_step.with_defaults"]
+    text = run_cli(["preflight", str(folder)], env).stdout.splitlines()
+    problems = {(c["status"], c["reference"], c["where"], c["hint"]) for c in data["checks"] if c["status"] != "ok"}
+    assert text[0].startswith(f"dts-airflow preflight: {len(data['checks'])} secret use(s)")
+    assert f"; {len(problems)} distinct problem(s)" in text[0]
+    assert len([line for line in text if line.startswith(("MISSING: ", "ERROR: "))]) == len(problems)

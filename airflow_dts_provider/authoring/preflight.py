@@ -24,6 +24,7 @@ from airflow_dts_provider._onepassword import (
     SecretReference,
     VaultNotFoundError,
     parse_reference,
+    parse_secret_mapping,
 )
 
 _OP_REFERENCE = re.compile(r"op://[^\s'\"}{]+")
@@ -52,12 +53,112 @@ class Check:
 
 
 def collect(dags: Iterable[Any]) -> list[SecretUse]:
-    """Every secret the tasks of these DAGs declare, in DAG and task order."""
+    """Every secret the tasks of these DAGs declare, in DAG and task order.
+
+    Besides what a task declares itself, a task that fetches a secrets dict of its own (the Airflow 2
+    ``get_env_vars`` task: the dict in its arguments or read from its module) passes those secrets
+    on through XCom, so every task reading its result (and theirs, in turn) uses them too.
+    """
     uses: list[SecretUse] = []
     for dag in sorted(dags, key=lambda d: d.dag_id):
-        for task in sorted(dag.tasks, key=lambda t: t.task_id):
+        tasks = sorted(dag.tasks, key=lambda t: t.task_id)
+        fetched = {task.task_id: _fetched_secrets(task) for task in tasks}
+        inherited = _through_xcom(tasks, {t: refs for t, refs in fetched.items() if refs})
+        for task in tasks:
             uses += list(_task_uses(dag.dag_id, task))
+            for name, ref in fetched[task.task_id].items():
+                uses.append(
+                    SecretUse(dag.dag_id, task.task_id, name, "1password", str(ref), ref, "onepassword_default")
+                )
+            for source, refs in inherited.get(task.task_id, {}).items():
+                for name, ref in refs.items():
+                    uses.append(
+                        SecretUse(dag.dag_id, task.task_id, f"{name} (XCom of {source})", "1password", str(ref), ref,
+                                  "onepassword_default")
+                    )  # fmt: skip
     return list(dict.fromkeys(uses))
+
+
+def _fetched_secrets(task: Any) -> dict[str, SecretReference]:
+    """The secrets dict a Python task fetches: one of its arguments, or a module-level dict its code names."""
+    callable_ = getattr(task, "python_callable", None)
+    if callable_ is None:
+        return {}
+    candidates = [*(getattr(task, "op_args", None) or ()), *(getattr(task, "op_kwargs", None) or {}).values()]
+    code = getattr(callable_, "__code__", None)
+    module_globals = getattr(callable_, "__globals__", {})
+    if code is not None:
+        candidates += [module_globals[name] for name in _names(code) if name in module_globals]
+    found: dict[str, SecretReference] = {}
+    for candidate in candidates:
+        found.update(_as_secrets(candidate))
+    return found
+
+
+def _names(code: Any) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            yield from _names(const)
+
+
+def _as_secrets(value: Any) -> dict[str, SecretReference]:
+    """A ``REQUIRED_SECRETS``-shaped dict parsed, or nothing when the value is not one."""
+    if not isinstance(value, dict) or not value:
+        return {}
+    if not all(isinstance(v, (dict, str)) for v in value.values()):
+        return {}
+    if not any(
+        (isinstance(v, dict) and "opitem" in v) or (isinstance(v, str) and v.startswith("op://"))
+        for v in value.values()
+    ):
+        return {}
+    try:
+        return dict(parse_secret_mapping(value))
+    except InvalidReferenceError:
+        return {}
+
+
+def _through_xcom(
+    tasks: Sequence[Any], fetched: dict[str, dict[str, SecretReference]]
+) -> dict[str, dict[str, dict[str, SecretReference]]]:
+    """task id -> {secrets task id -> its secrets} for every task reading a secrets task's result, directly or
+    through other tasks' results."""
+    reads = {task.task_id: _xcom_sources(task) for task in tasks}
+    carried: dict[str, set[str]] = {task_id: set() for task_id in reads}
+    changed = True
+    while changed:  # a fixpoint over the (small) task graph
+        changed = False
+        for task_id, sources in reads.items():
+            new = {s for s in sources if s in fetched} | {c for s in sources for c in carried.get(s, ())}
+            if not new <= carried[task_id]:
+                carried[task_id] |= new
+                changed = True
+    return {t: {s: fetched[s] for s in sorted(c)} for t, c in carried.items() if c}
+
+
+def _xcom_sources(task: Any) -> set[str]:
+    """Task ids whose result this task reads through an XComArg in its arguments."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    found: set[str] = set()
+
+    def walk(value: Any, depth: int = 0) -> None:
+        if depth > 4:
+            return
+        if isinstance(value, XComArg):
+            found.update(op.task_id for op, _ in value.iter_references())
+        elif isinstance(value, dict):
+            for inner in value.values():
+                walk(inner, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for inner in value:
+                walk(inner, depth + 1)
+
+    for value in vars(task).values():
+        walk(value)
+    found.discard(task.task_id)
+    return found
 
 
 def _task_uses(dag_id: str, task: Any) -> Iterator[SecretUse]:
@@ -260,26 +361,58 @@ class PreflightReport:
                 users[c.where].append(pair)
         return dict(sorted(users.items()))
 
+    def distinct_problems(self) -> list[tuple[Check, list[Check]]]:
+        """Each distinct problem (status, reference, where, hint) once, with every use that has it."""
+        groups: dict[tuple[str, str, str, str, str], list[Check]] = {}
+        for c in self.problems:
+            groups.setdefault((c.status, c.use.kind, c.use.key, c.where, c.hint), []).append(c)
+        return sorted(((uses[0], uses) for uses in groups.values()), key=lambda g: (-len(g[1]), g[0].use.key))
+
     def text(self, by_item: bool = False) -> str:
-        lines: list[str] = []
-        if by_item:
-            for where, users in self.by_item().items():
-                lines.append(where)
-                lines += [f"    {dag_id}.{task_id}" for dag_id, task_id in users]
-        else:
-            rows = [("DAG", "TASK", "NAME", "REFERENCE", "STATUS")]
-            rows += [(c.use.dag_id, c.use.task_id, c.use.name, c.use.key, c.status.upper()) for c in self.checks]
-            widths = [max(len(r[i]) for r in rows) for i in range(4)]
-            for row in rows:
-                lines.append("  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)))
-            for c in self.problems:
-                lines.append(f"{c.status.upper()}: {c.use.dag_id}.{c.use.task_id} {c.use.name} ({c.where}): {c.hint}")
-        for path in sorted(self.import_errors):
-            lines.append(f"not checked: {path} does not import (run dts-airflow lint)")
+        """A summary first, then one line per distinct problem (or, ``by_item``, per item), never per use."""
         missing = sum(c.status == "missing" for c in self.checks)
         errors = sum(c.status == "error" for c in self.checks)
-        lines.append(
-            f"dts-airflow preflight: {len(self.checks)} secret use(s), {len(self.checks) - missing - errors} ok, "
-            f"{missing} missing, {errors} could not be checked"
-        )
+        distinct = self.distinct_problems()
+        dags = len({c.use.dag_id for c in self.checks})
+        lines = [
+            f"dts-airflow preflight: {len(self.checks)} secret use(s) in {dags} DAG(s), "
+            f"{len(self.checks) - missing - errors} ok, {missing} missing, {errors} could not be checked"
+            + (f"; {len(distinct)} distinct problem(s)" if distinct else "")
+            + (f"; {len(self.import_errors)} file(s) not checked" if self.import_errors else "")
+        ]
+        if by_item:
+            lines += self._item_lines()
+        else:
+            for first, uses in distinct:
+                lines.append(f"{first.status.upper()}: {first.use.key} ({first.where}), {_used_by(uses)}: {first.hint}")
+        for path in sorted(self.import_errors):
+            lines.append(f"not checked: {path} does not import (run dts-airflow lint)")
         return "\n".join(lines)
+
+    def _item_lines(self) -> list[str]:
+        lines = []
+        by_where: dict[str, list[Check]] = defaultdict(list)
+        for c in self.checks:
+            by_where[c.where].append(c)
+        for where in sorted(by_where):
+            checks = by_where[where]
+            statuses = sorted({c.status for c in checks}, key=["missing", "error", "ok"].index)
+            fields = sorted({_field_name(c.use) for c in checks})
+            tasks = list(dict.fromkeys((c.use.dag_id, c.use.task_id) for c in checks))
+            lines.append(f"{where}: {'/'.join(statuses)}; fields: {', '.join(fields)}; {len(tasks)} task(s)")
+            lines += [f"    {dag_id}.{task_id}" for dag_id, task_id in tasks]
+        return lines
+
+
+def _field_name(use: SecretUse) -> str:
+    ref = use.reference
+    if ref is None:
+        return use.key
+    return f"{ref.section}.{ref.field}" if ref.section else ref.field
+
+
+def _used_by(uses: Sequence[Check], shown: int = 3) -> str:
+    tasks = list(dict.fromkeys(f"{c.use.dag_id}.{c.use.task_id}" for c in uses))
+    dags = len({c.use.dag_id for c in uses})
+    listed = ", ".join(tasks[:shown]) + (f" and {len(tasks) - shown} more" if len(tasks) > shown else "")
+    return f"{len(uses)} use(s) by {len(tasks)} task(s) in {dags} DAG(s): {listed}"
