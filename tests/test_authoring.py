@@ -236,8 +236,13 @@ def test_lint_finds_exactly_the_seeded_violations(
         ("atd_missing_conventions.py", "failure-callback", "error"),
         ("atd_missing_conventions.py", "owner", "warning"),
         ("atd_no_repo_tag.py", "repo-tag", "error"),
+        ("atd_os_environ.py", "environment-passthrough", "error"),
     }
     lookup = next(v for v in report["violations"] if v["rule"] == "import-time-lookup")
+    source_lines = (folder / "atd_import_time_secret.py").read_text().splitlines()
+    assert (
+        "socrata_dataset_id" in source_lines[lookup["line"] - 1] or "get_env_vars" in source_lines[lookup["line"] - 1]
+    )
     assert "Variable.get('socrata_dataset_id')" in lookup["message"]
     assert "request(s) to 1Password Connect" in lookup["message"]
     assert "stored in the metadata DB unmasked" in lookup["message"], "why it is an error (issue 27, finding 5)"
@@ -413,3 +418,22 @@ def test_preflight_counts_secrets_passed_through_xcom_and_lists_every_task_by_it
     assert text[0].startswith(f"dts-airflow preflight: {len(data['checks'])} secret use(s)")
     assert f"; {len(problems)} distinct problem(s)" in text[0]
     assert len([line for line in text if line.startswith(("MISSING: ", "ERROR: "))]) == len(problems)
+
+
+def test_lint_survives_os_exit_and_points_at_the_lines_that_matter(
+    corpus_vault: DevVaultServer, tmp_path: Path
+) -> None:
+    """Issue 28, finding 10: os._exit(0) in a DAG file ended lint with exit 0 and an empty report; import
+    errors and top-level lookups pointed at line 1, and so did a repo-tag finding for a computed dag_id."""
+    folder = tmp_path / "airflow2_shapes"
+    shutil.copytree(Path(__file__).parent / "data" / "airflow2_shapes", folder, symlinks=True)
+    (folder / "atd_linked.py").unlink()  # the symlink's target is not copied here
+    result = run_cli(["lint", str(folder), "--json"], corpus_env(tmp_path / "home", corpus_vault))
+    assert result.returncode == 1, result.stderr[-2000:]
+    by_rule = {(v["path"], v["rule"]): v for v in json.loads(result.stdout)["violations"]}
+    exited = by_rule[("atd_exits.py", "import-error")]
+    assert "os._exit(0)" in exited["message"] and exited["line"] == 9
+    assert by_rule[("atd_lookup_line.py", "import-error")]["line"] == 8
+    assert by_rule[("atd_lookup_line.py", "import-time-lookup")]["line"] == 8
+    assert by_rule[("atd_computed_id.py", "repo-tag")]["line"] == 7
+    assert {p for p, rule in by_rule if rule == "import-error"} >= {"atd_exits.py", "atd_lookup_line.py"}

@@ -129,7 +129,11 @@ def test_airflow_providers_get_full_shows_every_part(cli_env: dict[str, str]) ->
     info = shown.get("provider_info", shown)
     assert info["secrets-backends"] == ["airflow_dts_provider.secrets.onepassword.OnePasswordBackend"]
     assert info["notifications"] == ["airflow_dts_provider.notifications.slack.SlackNotifier"]
-    assert set(info["config"]["dts"]["options"]) == {"repo_url_template", "slack_alert_environments"}
+    assert set(info["config"]["dts"]["options"]) == {
+        "repo_url_template",
+        "slack_alert_environments",
+        "task_environment_keeps_connect_token",
+    }
     assert info["connection-types"][0]["connection-type"] == "onepassword"
 
 

@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import io
 import logging
+import os
 import sys
 import time
 import warnings
@@ -95,6 +96,7 @@ class LoadedFile:
     error: str | None = None
     seconds: float = 0.0
     lookups: list[str] = field(default_factory=list)
+    lookup_line: int = 1
     http_requests: list[str] = field(default_factory=list)
     network_connections: int = 0
 
@@ -114,11 +116,24 @@ class _ImportWatch:
     _hook_installed = False
     _current: _ImportWatch | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self.lookups: list[str] = []
         self.http_requests: list[str] = []
         self.network_connections = 0
+        self.first_line: int | None = None  # the DAG file's line that made the first lookup or request
+        self._path = str(path) if path is not None else None
         self._depth = 0
+
+    def _note_line(self) -> None:
+        """Remember which line of the DAG file (the innermost frame in it) is asking."""
+        if self.first_line is not None or self._path is None:
+            return
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code.co_filename == self._path:
+                self.first_line = frame.f_lineno
+                return
+            frame = frame.f_back  # type: ignore[assignment]
 
     @classmethod
     def _audit(cls, event: str, args: tuple[Any, ...]) -> None:
@@ -133,6 +148,7 @@ class _ImportWatch:
             sys.addaudithook(_ImportWatch._audit)
             _ImportWatch._hook_installed = True
         patches = self._patches()
+        patches.append((os, "_exit", _refusing_exit))
         originals = [(owner, name, inspect.getattr_static(owner, name)) for owner, name, _ in patches]
         for owner, name, wrapper in patches:
             setattr(owner, name, wrapper(getattr(owner, name)))
@@ -156,6 +172,7 @@ class _ImportWatch:
                     key = kwargs.get("key") or kwargs.get("conn_id") or (args[-1] if args else "?")
                     if self._depth == 0:
                         self.lookups.append(f"{kind}({key!r})")
+                        self._note_line()
                     self._depth += 1
                     try:
                         return original(*args, **kwargs)
@@ -169,6 +186,7 @@ class _ImportWatch:
         def http(original: Any) -> Any:
             def counted(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
                 self.http_requests.append(f"{request.method} {request.url.path}")
+                self._note_line()
                 return original(client, request, *args, **kwargs)
 
             return counted
@@ -183,13 +201,32 @@ class _ImportWatch:
         ]
 
 
+class DagFileExited(SystemExit):
+    """A DAG file called ``os._exit`` while imported; raised instead, so the run (and its report) goes on."""
+
+
+def _refusing_exit(original: Callable[[int], Any]) -> Callable[[int], Any]:
+    """``os._exit`` for the importing process only: a child the DAG file forked still exits."""
+    importing = os.getpid()
+
+    def refuse(code: int = 0) -> Any:
+        if os.getpid() != importing:
+            return original(code)
+        raise DagFileExited(f"the file called os._exit({code}) while it was parsed, which would end the DAG processor")
+
+    return refuse
+
+
 def load_dag_files(folder: Path, files: Sequence[Path], progress: Progress | None = None) -> list[LoadedFile]:
     """Import each DAG file as Airflow's DAG processor would, with ``folder`` on ``sys.path``.
 
     What the files print is captured and dropped, so it stays off the commands' own output.
     """
+    from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
 
+    # The whole traceback, so an import error is reported at the DAG file's own line (Airflow keeps 2 frames).
+    conf.set("core", "dagbag_import_error_traceback_depth", "100")
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     bag = DagBag(dag_folder=str(folder), collect_dags=False, bundle_path=folder)
@@ -202,7 +239,7 @@ def load_dag_files(folder: Path, files: Sequence[Path], progress: Progress | Non
             if progress:
                 progress.step(path)
             rel = relative(path, folder)
-            watch = _ImportWatch()
+            watch = _ImportWatch(path)
             started = time.perf_counter()
             with watch.watching(), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
                 try:
@@ -212,6 +249,7 @@ def load_dag_files(folder: Path, files: Sequence[Path], progress: Progress | Non
                     dags, error = [], f"{type(err).__name__}: {err}"
             loaded = LoadedFile(rel, list(dags), _redact(error) if error else None, time.perf_counter() - started)
             loaded.lookups, loaded.http_requests = watch.lookups, watch.http_requests
+            loaded.lookup_line = watch.first_line or 1
             loaded.network_connections = watch.network_connections
             results.append(loaded)
     finally:

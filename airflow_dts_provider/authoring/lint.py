@@ -31,6 +31,7 @@ RULES: dict[str, tuple[str, str]] = {
     "airflow2-removed": ("error", "no Airflow 2 API that Airflow 3 removed"),
     "airflow2-deprecated": ("warning", "DAG-authoring imports come from airflow.sdk"),
     "import-time-lookup": ("error", "no 1Password request, Variable or Connection lookup when the file is parsed"),
+    "environment-passthrough": ("error", "no task environment built from the worker's (os.environ)"),
     "xcom-secrets": ("error", "no secrets passed between tasks through XCom"),
     "repo-tag": ("error", "every DAG has a repo:<name-of-the-repo> tag"),
     "owner": ("warning", "every DAG sets an owner (default_args or per task)"),
@@ -158,7 +159,7 @@ def _check_file(result: LoadedFile, source: str, config: LintConfig) -> Iterator
         if result.network_connections:
             what.append(f"{result.network_connections} network connection(s)")
         yield (
-            1,
+            result.lookup_line,
             "import-time-lookup",
             "looks up secrets while the file is parsed (every parse, on every DAG processor loop): "
             + "; ".join(what)
@@ -241,6 +242,15 @@ def _call_checks(node: ast.Call) -> Iterator[tuple[int, str, str]]:
     keywords = {k.arg: k.value for k in node.keywords if k.arg}
     if "schedule_interval" in keywords:
         yield node.lineno, "airflow2-removed", "schedule_interval= was removed in Airflow 3: use schedule="
+    for keyword in ("environment", "env", "private_environment"):
+        value = keywords.get(keyword)
+        if value is not None and _mentions_os_environ(value):
+            yield (
+                value.lineno,
+                "environment-passthrough",
+                f"{keyword}= passes the worker's whole environment (os.environ) to the task, which holds the Connect "
+                "token and every setting: list the variables it needs (secrets via SecretDockerOperator(secrets=...))",
+            )
     auto_remove = keywords.get("auto_remove")
     if isinstance(auto_remove, ast.Constant) and isinstance(auto_remove.value, bool):
         yield node.lineno, "airflow2-removed", "auto_remove=True/False: use 'success' / 'never' (providers-docker 4)"
@@ -253,6 +263,13 @@ def _call_checks(node: ast.Call) -> Iterator[tuple[int, str, str]]:
                 "use SecretDockerOperator(secrets=...) (dts-airflow migrate)"
             ),
         )
+
+
+def _mentions_os_environ(node: ast.expr) -> bool:
+    return any(
+        isinstance(n, ast.Attribute) and n.attr == "environ" and isinstance(n.value, ast.Name) and n.value.id == "os"
+        for n in ast.walk(node)
+    )
 
 
 def _call_name(func: ast.expr) -> str:
@@ -326,10 +343,24 @@ def _dag_checks(dag: Any, source: str) -> Iterator[tuple[int, str, str]]:
 
 
 def _dag_line(dag_id: str, source: str) -> int:
-    """The line naming the DAG (its dag_id string, or the @dag function), else 1."""
+    """The line naming the DAG (its dag_id string, or the @dag function), else the file's first ``DAG(``
+    call or ``@dag`` function (a computed dag_id), else 1."""
     lines = source.splitlines()
     for pattern in (f'"{dag_id}"', f"'{dag_id}'", f"def {dag_id}("):
         for number, text in enumerate(lines, 1):
             if pattern in text:
                 return number
-    return 1
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return 1
+    made = [
+        node.lineno
+        for node in ast.walk(tree)
+        if (isinstance(node, ast.Call) and _call_name(node.func) == "DAG")
+        or (
+            isinstance(node, ast.FunctionDef)
+            and any(_call_name(d.func if isinstance(d, ast.Call) else d) == "dag" for d in node.decorator_list)
+        )
+    ]
+    return min(made, default=1)
