@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.server
 import json
 import logging
 import shutil
 import subprocess
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -1186,3 +1189,68 @@ def test_case_is_ignored_but_no_other_letter_stands_in_for_one(
     with pytest.raises(ItemNotFoundError):
         client.resolve({"opitem": lookalike, "opfield": field, "opvault": "Airflow Vault" if field == "value"
                         else "Team Vault"})  # fmt: skip
+
+
+GZIP_BOMB_DECODED = 300 * 2**20  # what the reviewer's 299 KiB on the wire expanded to, about
+
+
+class GzipBombServer(http.server.ThreadingHTTPServer):
+    """Answers every GET with 200 and a small gzip body that decodes to ``GZIP_BOMB_DECODED`` bytes of JSON."""
+
+    def __init__(self) -> None:
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+        block = b" " * 2**20
+        body = packer.compress(b"[") + b"".join(packer.compress(block) for _ in range(GZIP_BOMB_DECODED // 2**20))
+        self.body = body + packer.compress(b"]") + packer.flush()
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                self.wfile.write(server.body)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_a_body_that_decodes_past_the_cap_is_an_error_in_bounded_memory() -> None:
+    """Issue 30, finding 6: 299 KiB of gzip took one lookup from 36 to 662 MiB; now it stops at the cap."""
+    server = GzipBombServer()
+    try:
+        assert len(server.body) < 2**20, "small on the wire"
+        script = (
+            "import json, resource, sys\n"
+            "from airflow_dts_provider._onepassword import ConnectSettings, OnePasswordClient, OnePasswordError\n"
+            "client = OnePasswordClient(ConnectSettings(host=sys.argv[1], token='bomb-token-1', vault='Some Vault',"
+            " max_retries=3))\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "try:\n"
+            "    client.resolve('op://Some Vault/item/field')\n"
+            "    message = None\n"
+            "except OnePasswordError as err:\n"
+            "    message = str(err)\n"
+            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "print(json.dumps({'message': message, 'grew_mib': (after - before) / 1024,"
+            " 'requests': client.stats.requests}))\n"
+        )
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = subprocess.run([sys.executable, "-c", script, url], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert out["message"] == (
+            f"1Password Connect at {url} answered the vault list (/v1/vaults) with more than 32 MiB (decoded); "
+            "no item or list is that large, so it was not read further"
+        )
+        assert out["requests"] == 1, "not retried: the same answer would come again"
+        assert out["grew_mib"] < 100, out
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -360,9 +360,19 @@ def test_the_plugin_builds_its_app_on_the_first_request_only() -> None:
     lazy = type(mounted["app"])()
     client = TestClient(lazy)  # not as a context manager: a mounted app gets no lifespan events either
     assert lazy._app is None
-    info = client.get("/openapi.json").json()["info"]
-    assert info["title"] == "DAG Repositories" and info["description"] == "DAGs grouped by their repo: tag (read-only)"
+    assert client.get("/no-such-page").status_code == 404  # any request builds it
     built = lazy._app
-    assert built is not None
-    assert client.get("/openapi.json").status_code == 200
+    assert built is not None and built.title == "DAG Repositories"
+    assert client.get("/no-such-page").status_code == 404
     assert lazy._app is built
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
+def test_the_plugin_serves_no_api_docs(path: str) -> None:
+    """Issue 30, finding 7: FastAPI's docs pages were served anonymously, Swagger loaded from a CDN."""
+    from fastapi.testclient import TestClient
+
+    from airflow_dts_provider.plugins.dag_repositories import create_app
+
+    with TestClient(create_app()) as client:
+        assert client.get(path).status_code == 404

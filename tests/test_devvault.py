@@ -149,3 +149,55 @@ def test_cli_rejects_a_bad_file(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "purpose must be one of" in result.stderr
+
+
+def test_refused_requests_are_counted_not_kept_and_the_log_is_bounded() -> None:
+    """Issue 30, finding 3: 1,500 unauthenticated requests grew the server by 86 MiB, never freed."""
+    from airflow_dts_provider.devvault.server import MAX_LOGGED
+
+    server = DevVaultServer(VaultData.load(VAULT_FILE), token=TOKEN).start()
+    try:
+        for _ in range(300):  # a refusal closes the connection: a new one each time
+            assert httpx.get(f"{server.url}/v1/vaults", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert len(server.request_log) == 0 and server.refused == 300 and server.request_count == 300
+        for n in range(MAX_LOGGED + 50):
+            server.record("GET", f"/v1/vaults/{n}")  # what an answered request records
+        assert len(server.request_log) == MAX_LOGGED
+        assert server.request_log[-1] == ("GET", f"/v1/vaults/{MAX_LOGGED + 49}")
+    finally:
+        server.stop()
+
+
+def test_a_non_ascii_digit_content_length_is_a_400_not_a_traceback() -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` raises: the handler died without an answer."""
+    import socket
+
+    server = DevVaultServer(VaultData.load(VAULT_FILE), token=TOKEN).start()
+    try:
+        host, port = server.server_address[:2]
+        with socket.create_connection((str(host), int(port)), timeout=10) as sock:
+            sock.sendall(  # b"\xb2" is "²" in Latin-1, the encoding http.server reads headers in
+                f"POST /v1/vaults HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode()
+                + b"Content-Length: \xb2\r\n\r\n"
+            )
+            chunks = []
+            while chunk := sock.recv(4096):  # the server closes the connection after a 400
+                chunks.append(chunk)
+            answer = b"".join(chunks).decode(errors="replace")
+        assert answer.startswith("HTTP/1.0 400") or answer.startswith("HTTP/1.1 400"), answer[:200]
+        assert "Invalid Content-Length" in answer
+    finally:
+        server.stop()
+
+
+def test_activity_entries_have_the_request_time_and_a_uuid_actor(devvault: DevVaultServer) -> None:
+    import uuid
+    from datetime import datetime, timezone
+
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    with httpx.Client(base_url=devvault.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as api:
+        api.get("/v1/vaults")
+        entry = api.get("/v1/activity", params={"limit": 1}).json()[0]
+    uuid.UUID(entry["actor"]["id"])
+    at = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+    assert before <= at <= datetime.now(timezone.utc)

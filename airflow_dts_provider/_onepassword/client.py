@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -410,7 +411,9 @@ class OnePasswordClient:
             attempts += 1
             self.stats.count(kind)
             try:
-                response = self._sdk.build_request("GET", path)
+                response = _get_capped(self._sdk.session, path)
+            except _UnreadableBody as err:  # a server's answer, not a hiccup: asking again gets the same
+                raise OnePasswordError(f"1Password Connect at {host} answered the {kind} ({path}) {err}") from None
             except httpx.TimeoutException:
                 cause = f"timed out after {min(s.timeout, s.total_timeout):g}s"
                 continue
@@ -467,6 +470,51 @@ class OnePasswordClient:
         if retry_after is not None:
             return min(s.max_backoff, max(backoff, retry_after))
         return backoff
+
+
+#: The most a Connect answer may hold once decoded: far above any real item or item list (a vault of
+#: 30,000 items lists in about 15 MiB), far below what a small gzip "bomb" expands to.
+MAX_RESPONSE_BYTES = 32 * 2**20
+
+
+class _UnreadableBody(Exception):
+    """An answer this client will not read (too large decoded, an encoding it does not decode); the text
+    completes "answered the <kind> (<path>) ..."."""
+
+
+def _get_capped(session: httpx.Client, path: str, limit: int = MAX_RESPONSE_BYTES) -> httpx.Response:
+    """GET ``path``, decoding the body ourselves a bounded piece at a time and stopping past ``limit`` bytes.
+
+    httpx decodes each network chunk whole, and deflate expands about 1,000 to 1: one 64 KiB chunk
+    of a gzip "bomb" would be 64 MiB before any check could look at it.
+    """
+    with session.stream("GET", path) as streamed:
+        encoding = streamed.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+            raise _UnreadableBody(f"with Content-Encoding {encoding!r}, which this client does not decode")
+        decoder = None if encoding in ("identity", "") else zlib.decompressobj(31 if "gzip" in encoding else 15)
+        chunks: list[bytes] = []
+        size = 0
+        for raw in streamed.iter_raw(64 * 1024):
+            pending = raw
+            while pending:
+                if decoder is None:
+                    piece, pending = pending, b""
+                else:
+                    piece = decoder.decompress(pending, limit - size + 1)
+                    pending = decoder.unconsumed_tail
+                size += len(piece)
+                if size > limit:
+                    raise _UnreadableBody(
+                        f"with more than {limit // 2**20} MiB (decoded); no item or list is that large, so it was "
+                        "not read further"
+                    )
+                chunks.append(piece)
+        if decoder is not None:
+            chunks.append(decoder.flush())
+    # The body is decoded already: the copy must not say it is compressed.
+    headers = [(k, v) for k, v in streamed.headers.items() if k.lower() not in ("content-encoding", "content-length")]
+    return httpx.Response(streamed.status_code, headers=headers, content=b"".join(chunks), request=streamed.request)
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -17,13 +17,14 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_dts_provider.devvault.store import TIMESTAMP, VaultData
+from airflow_dts_provider.devvault.store import VaultData
 
 CONNECT_VERSION = "1.7.1"
 #: Connect's SCIM subset: ``<attribute> eq "<value>"``, nothing else (no other operator, no unquoted value).
@@ -37,6 +38,10 @@ _UUID_RE = re.compile(r"^[a-z0-9]{26}$")
 ADMIN_PREFIX = "/__devvault/"
 #: Largest request body read (the dev vault needs none: it is read-only); bigger ones get a 413.
 MAX_BODY = 64 * 1024
+#: Requests kept for /metrics, /v1/activity and tests: the newest only, so memory stays bounded.
+MAX_LOGGED = 10_000
+#: The one actor of the dev vault's activity entries (Connect's spec: a UUID).
+ACTOR_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "devvault"))
 #: Seconds an idle (keep-alive or silent) connection is kept before it is closed.
 IDLE_TIMEOUT = 30.0
 
@@ -106,7 +111,10 @@ class DevVaultServer(ThreadingHTTPServer):
         self.token = token
         self.idle_timeout = idle_timeout
         self.faults = FaultPlan()
-        self.request_log: list[tuple[str, str]] = []
+        self.request_log: deque[tuple[str, str]] = deque(maxlen=MAX_LOGGED)
+        self._request_times: deque[float] = deque(maxlen=MAX_LOGGED)
+        self.requests_total = 0  # every request, refused ones too (only counted, never kept)
+        self.refused = 0
         self._log_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         super().__init__((host, port), _Handler)
@@ -125,26 +133,37 @@ class DevVaultServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
     # -- request accounting, for tests and benchmarks
-    def record(self, method: str, path: str) -> None:
+    def record(self, method: str, path: str, refused: bool = False) -> None:
+        """Count a request; keep it (the newest ``MAX_LOGGED``) unless it was refused.
+
+        A refused request (no or a wrong token) is only counted: anyone can send those, and keeping
+        them let an unauthenticated client grow the server's memory without bound.
+        """
         with self._log_lock:
+            self.requests_total += 1
+            if refused:
+                self.refused += 1
+                return
             self.request_log.append((method, path))
+            self._request_times.append(time.time())
 
     @property
     def request_count(self) -> int:
+        """Requests received, refused ones included (tests count a client's retries of a bad token)."""
         with self._log_lock:
-            return len(self.request_log)
+            return self.requests_total
 
     def stats(self) -> dict[str, Any]:
         with self._log_lock:
             kinds = Counter(_route_kind(p) for _, p in self.request_log)
-            return {"requests": len(self.request_log), "by_kind": dict(kinds)}
+            return {"requests": self.requests_total, "refused": self.refused, "by_kind": dict(kinds)}
 
     def activity(self) -> list[dict[str, Any]]:
-        """Connect API requests received (refused ones included), shaped as ``GET /v1/activity``, newest first."""
+        """Connect API requests answered (the newest kept), shaped as ``GET /v1/activity``, newest first."""
         with self._log_lock:
-            log = list(self.request_log)
+            log = list(zip(self.request_log, self._request_times, strict=True))
         entries = []
-        for n, (method, path) in enumerate(reversed(log)):
+        for n, ((method, path), at) in enumerate(reversed(log)):
             parts = [p for p in path.split("/") if p]
             resource: dict[str, Any] = {"type": "ITEM" if len(parts) >= 5 else "VAULT"}
             if len(parts) >= 3 and parts[:2] == ["v1", "vaults"]:
@@ -155,11 +174,13 @@ class DevVaultServer(ThreadingHTTPServer):
             entries.append(
                 {
                     "requestId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{len(log) - n}:{method}:{path}")),
-                    "timestamp": TIMESTAMP,
+                    "timestamp": datetime.fromtimestamp(at, timezone.utc)
+                    .isoformat(timespec="seconds")
+                    .replace("+00:00", "Z"),
                     "action": "READ",
                     "result": "SUCCESS",
                     "actor": {
-                        "id": "devvault",
+                        "id": ACTOR_ID,
                         "account": "devvault",
                         "jti": "devvault",
                         "userAgent": "",
@@ -181,6 +202,8 @@ class DevVaultServer(ThreadingHTTPServer):
     def reset_counts(self) -> None:
         with self._log_lock:
             self.request_log.clear()
+            self._request_times.clear()
+            self.requests_total = self.refused = 0
 
     def reset(self) -> None:
         """Forget counted requests and clear all faults."""
@@ -236,9 +259,10 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = split.path
         open_routes = ("/heartbeat", "/health", "/metrics")
+        authorized = path in open_routes or self._authorized()
         if not path.startswith(ADMIN_PREFIX):
-            self.server.record(method, path)  # counted even when refused: tests count retries of a bad token
-        if path not in open_routes and not self._authorized():
+            self.server.record(method, path, refused=not authorized)
+        if not authorized:
             return  # 401 sent, connection closed, body never read
         if not self._read_body():
             return
@@ -277,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
         if raw is None or raw == "":
             self.body = b""
             return True
-        if not raw.isdigit():  # "-1", "abc", "1e3": never trust it, never wait on it
+        if not (raw.isascii() and raw.isdigit()):  # "-1", "abc", "1e3", "²": never trust it, never wait on it
             self.close_connection = True
             self._error(400, "Invalid Content-Length header")
             return False

@@ -99,7 +99,15 @@ def collect_repositories(session: Session, readable: set[str] | None, url_templa
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="DAG Repositories", description="DAGs grouped by their repo: tag (read-only)")
+    # No /docs, /redoc or /openapi.json: FastAPI serves them to anyone, and its Swagger page loads
+    # scripts from a CDN on Airflow's own origin. The two routes are documented in README.
+    app = FastAPI(
+        title="DAG Repositories",
+        description="DAGs grouped by their repo: tag (read-only)",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
 
     def readable_dag_ids(user: Any) -> set[str]:
         from airflow.api_fastapi.app import get_auth_manager
