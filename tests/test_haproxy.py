@@ -362,3 +362,30 @@ def test_production_tls_versions(production: dict[str, int], tmp_path: Path) -> 
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/.well-known/acme-challenge/../../admin", "/.well-known/acme-challenge/", "/.well-known/acme-challenge/a/b",
+     "/.well-known/acme-challenge/..%2f..%2fadmin"],
+)  # fmt: skip
+def test_only_an_acme_token_path_reaches_certbot(
+    production: dict[str, int], backends: dict[str, StandIn], path: str
+) -> None:
+    """Issue 30, finding 8: the prefix match let any path under the challenge folder through, for any Host."""
+    before = len(backends["certbot"].requests)
+    status, headers, _ = get(production["http"], path, {"Host": "anything.example"})
+    assert status == 301 and headers["location"].startswith("https://anything.example/"), (status, headers)
+    assert len(backends["certbot"].requests) == before
+
+
+def test_a_clients_x_forwarded_for_never_reaches_a_backend(
+    production: dict[str, int], backends: dict[str, StandIn]
+) -> None:
+    """Backends (Airflow's logs, Flower) see the address HAProxy saw, not one the client wrote."""
+    status, _, _ = https_get(production["https"], AIRFLOW_HOST, "/home", {"X-Forwarded-For": "203.0.113.66"})
+    assert status == 200
+    seen = backends["airflow"].requests[-1][1]
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    status, _, _ = get(production["http"], "/.well-known/acme-challenge/tok3n", {"X-Forwarded-For": "203.0.113.66"})
+    assert status == 200 and backends["certbot"].requests[-1][1]["x-forwarded-for"] == "127.0.0.1"
