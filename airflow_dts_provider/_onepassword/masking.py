@@ -56,11 +56,12 @@ def maskable_parts(value: str, shortest: int | None = None) -> list[str]:
     parts = [value]
     if "\n" in value or "\r" in value:
         parts += [line.strip() for line in value.splitlines()]
-    seen: dict[str, None] = {}
-    for part in parts:
-        if len(part) >= limit and part.lower() not in SKIPPED:
-            seen.setdefault(part, None)
-    return list(seen)
+    return [part for part in dict.fromkeys(parts) if _long_enough(part, limit)]
+
+
+def _long_enough(text: str, limit: int) -> bool:
+    """What Airflow masks: at least ``limit`` characters, and not one of the words it never masks."""
+    return len(text) >= limit and text.lower() not in SKIPPED
 
 
 def encoded_forms(secret: str) -> list[str]:
@@ -116,11 +117,7 @@ def hidden_forms(value: str) -> list[str]:
     if not parts:
         return parts
     limit = min_length()
-    hidden = dict.fromkeys(parts)
-    for form in encoded_forms(value):
-        if len(form) >= limit and form.lower() not in SKIPPED:
-            hidden.setdefault(form, None)
-    return list(hidden)
+    return list(dict.fromkeys([*parts, *(form for form in encoded_forms(value) if _long_enough(form, limit))]))
 
 
 def mask(value: Any) -> list[str]:
@@ -133,9 +130,12 @@ def mask(value: Any) -> list[str]:
     maskers add the forms themselves and only the parts are sent.
     """
     parts = maskable_parts(value) if isinstance(value, str) else []
-    if not parts or _registered_already(value):
-        return parts
-    as_json: list[Any] = parts if _adapter_adds_forms() else hidden_forms(value)  # the maskers register each element
+    masker = _sdk_masker()
+    if not parts or (masker is not None and re.escape(value) in getattr(masker, "patterns", ())):
+        return parts  # too short, or registered already (a warm lookup): its forms went in with it
+    adapter = getattr(masker, "secret_mask_adapter", None)
+    adapter_adds_forms = getattr(adapter, "__wrapped__", adapter) is encoded_forms  # [logging] secret_mask_adapter
+    as_json: list[Any] = parts if adapter_adds_forms else hidden_forms(value)  # the maskers register each element
     try:
         from airflow.sdk.log import mask_secret
 
@@ -153,23 +153,13 @@ def mask(value: Any) -> list[str]:
     return parts
 
 
-def _registered_already(value: str) -> bool:
-    """True when the task SDK's masker has this value (a warm lookup): its forms went in with it."""
+def _sdk_masker() -> Any:
+    """The task SDK's secret masker, or None where the SDK is not installed."""
     try:
         from airflow.sdk._shared.secrets_masker import _secrets_masker
     except ImportError:
-        return False
-    return re.escape(value) in getattr(_secrets_masker(), "patterns", ())
-
-
-def _adapter_adds_forms() -> bool:
-    """True when the task SDK's masker applies ``encoded_forms`` itself (``[logging] secret_mask_adapter``)."""
-    try:
-        from airflow.sdk._shared.secrets_masker import _secrets_masker
-    except ImportError:
-        return False
-    adapter = getattr(_secrets_masker(), "secret_mask_adapter", None)
-    return getattr(adapter, "__wrapped__", adapter) is encoded_forms
+        return None
+    return _secrets_masker()
 
 
 def mask_json_leaves(value: Any) -> None:

@@ -174,7 +174,7 @@ def _check_file(result: LoadedFile, source: str, config: LintConfig) -> Iterator
     if tree is not None:
         yield from _source_checks(tree)
     for dag in result.dags:
-        yield from _dag_checks(dag, source)
+        yield from _dag_checks(dag, source, tree)
 
 
 def _error_line(error: str, path: str) -> int:
@@ -317,8 +317,8 @@ def _reads_onepassword(node: ast.expr) -> bool:
 # ---------------------------------------------------------------------------------- DAGs
 
 
-def _dag_checks(dag: Any, source: str) -> Iterator[tuple[int, str, str]]:
-    line = _dag_line(dag.dag_id, source)
+def _dag_checks(dag: Any, source: str, tree: ast.Module | None) -> Iterator[tuple[int, str, str]]:
+    line = _dag_line(dag.dag_id, source, tree)
     tags = {str(t) for t in (dag.tags or ())}
     if not any(t.startswith("repo:") and len(t) > 5 for t in tags):
         yield line, "repo-tag", f"DAG {dag.dag_id!r} has no repo:<name-of-the-repo> tag"
@@ -342,17 +342,15 @@ def _dag_checks(dag: Any, source: str) -> Iterator[tuple[int, str, str]]:
             )
 
 
-def _dag_line(dag_id: str, source: str) -> int:
+def _dag_line(dag_id: str, source: str, tree: ast.Module | None) -> int:
     """The line naming the DAG (its dag_id string, or the @dag function), else the file's first ``DAG(``
-    call or ``@dag`` function (a computed dag_id), else 1."""
+    call or ``@dag`` function (a computed dag_id), else 1. ``tree``: the file parsed once by the caller."""
     lines = source.splitlines()
     for pattern in (f'"{dag_id}"', f"'{dag_id}'", f"def {dag_id}("):
         for number, text in enumerate(lines, 1):
             if pattern in text:
                 return number
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+    if tree is None:
         return 1
     made = [
         node.lineno

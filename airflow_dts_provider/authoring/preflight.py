@@ -66,16 +66,15 @@ def collect(dags: Iterable[Any]) -> list[SecretUse]:
         inherited = _through_xcom(tasks, {t: refs for t, refs in fetched.items() if refs})
         for task in tasks:
             uses += list(_task_uses(dag.dag_id, task))
-            for name, ref in fetched[task.task_id].items():
+            passed_on = [
+                (f"{name} (XCom of {source})", ref)
+                for source, refs in inherited.get(task.task_id, {}).items()
+                for name, ref in refs.items()
+            ]
+            for name, ref in [*fetched[task.task_id].items(), *passed_on]:
                 uses.append(
                     SecretUse(dag.dag_id, task.task_id, name, "1password", str(ref), ref, "onepassword_default")
                 )
-            for source, refs in inherited.get(task.task_id, {}).items():
-                for name, ref in refs.items():
-                    uses.append(
-                        SecretUse(dag.dag_id, task.task_id, f"{name} (XCom of {source})", "1password", str(ref), ref,
-                                  "onepassword_default")
-                    )  # fmt: skip
     return list(dict.fromkeys(uses))
 
 
