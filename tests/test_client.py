@@ -1254,3 +1254,42 @@ def test_a_body_that_decodes_past_the_cap_is_an_error_in_bounded_memory() -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_attempt_the_total_deadline_cuts_short_does_not_hide_the_answer_before_it() -> None:
+    """A 503, then an attempt still waiting when the deadline ends: the error names the 503 (what Connect
+    said), not "timed out after <total_timeout>", which no single read did. Seen as a flaky CI failure of
+    test_parallel_fetches_keep_the_callers_deadline on a loaded machine."""
+    answered = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if answered.is_set():
+                time.sleep(5)  # past the client's deadline
+                return
+            answered.set()
+            body = b'{"status": 503, "message": "Connect is starting"}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        client = OnePasswordClient(
+            ConnectSettings(host=url, token="deadline-token", vault="a" * 26, total_timeout=1.5, timeout=5,
+                            max_retries=3, backoff=0.01, max_backoff=0.01)
+        )  # fmt: skip
+        with pytest.raises(OnePasswordUnavailableError) as err:
+            client.resolve({"opitem": "Knack", "opfield": "prod.appId"})
+        assert "(total_timeout; last problem: HTTP 503: Connect is starting)" in str(err.value), str(err.value)
+    finally:
+        server.shutdown()
+        server.server_close()

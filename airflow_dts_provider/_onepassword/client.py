@@ -415,7 +415,9 @@ class OnePasswordClient:
             except _UnreadableBody as err:  # a server's answer, not a hiccup: asking again gets the same
                 raise OnePasswordError(f"1Password Connect at {host} answered the {kind} ({path}) {err}") from None
             except httpx.TimeoutException:
-                cause = f"timed out after {min(s.timeout, s.total_timeout):g}s"
+                if _remaining() > 0 or attempts == 1:
+                    cause = f"timed out after {min(s.timeout, s.total_timeout):g}s"
+                # else the total deadline cut this attempt short: the previous attempt's answer says more
                 continue
             except httpx.LocalProtocolError:
                 # The request could not even be written (an illegal header value): waiting will not fix it,
