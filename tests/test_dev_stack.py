@@ -175,12 +175,13 @@ def test_every_example_succeeds_and_the_console_shows_no_vault_value(dev_stack: 
 
 def test_only_loopback_listens(dev_stack: DevStack) -> None:
     processes = [psutil.Process(dev_stack.proc.pid), *psutil.Process(dev_stack.proc.pid).children(recursive=True)]
-    listening = {
-        (conn.laddr.ip, conn.laddr.port)
-        for process in processes
-        for conn in process.net_connections(kind="inet")
-        if conn.status == psutil.CONN_LISTEN
-    }
+    listening = set()
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="inet")
+        except psutil.NoSuchProcess:  # a short-lived child (a parse, a health check) ended: it listens on nothing
+            continue
+        listening |= {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
     ports = {int(dev_stack.env["AIRFLOW_PORT"]), int(dev_stack.env["DEVVAULT_PORT"])}
     assert {port for _, port in listening} == ports, listening  # no log servers (8793/8794)
     assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
